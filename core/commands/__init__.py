@@ -1,0 +1,1 @@
+"""Subcommands of the ``speechforge`` CLI, one module each."""

@@ -1,0 +1,105 @@
+"""The plugin contract: every hook speechforge calls, grouped by lifecycle phase.
+
+A plugin is a module (or object) with functions marked ``@speechforge.hookimpl`` whose names
+match the specs below; it is found through an entry point in the group
+``speechforge.plugins``. Hooks with no ``firstresult`` call every implementation and collect
+the non-None answers in a list.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from speechforge.registry import ComponentRegistry
+
+PROJECT = "speechforge"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- start-up --------------------------------------------------------------------------------
+@hookspec
+def register_components(registry: ComponentRegistry) -> None:
+    """Called once when plugins are loaded, before any model is built.
+
+    Register this plugin's components with ``registry.register(kind, name, factory)``; a
+    plugin may also declare a kind of its own with ``registry.add_kind``. Registering a name
+    that another plugin already owns raises an error naming both owners.
+
+    :param registry: the process's component registry.
+    """
+
+
+# -- model -----------------------------------------------------------------------------------
+@hookspec
+def model_built(model: nn.Module, config: Mapping[str, Any]) -> None:
+    """Called after the builder has built a model from ``config``, before training or decoding.
+
+    Plugins that must change the model as a whole act here (the quantizer plugin swaps target
+    layers for their quantization-aware versions). Change ``model`` in place.
+
+    :param model: the model just built.
+    :param config: the full experiment config it was built from (read-only).
+    """
+
+
+# -- training --------------------------------------------------------------------------------
+@hookspec
+def before_train_step(model: nn.Module, step: int) -> None:
+    """Called before each optimizer step's forward passes (once per accumulated step).
+
+    :param model: the model being trained (unwrapped from DDP).
+    :param step: the number of optimizer steps done so far.
+    """
+
+
+@hookspec
+def after_train_step(model: nn.Module, step: int, losses: Mapping[str, float]) -> Mapping[str, float] | None:
+    """Called after each optimizer step.
+
+    :param model: the model being trained (unwrapped from DDP).
+    :param step: the number of optimizer steps done, this one included.
+    :param losses: the step's loss parts, averaged over accumulated micro-batches.
+    :return: extra scalars to log under this name (for instance expert load), or None.
+    """
+
+
+# -- checkpoints -----------------------------------------------------------------------------
+@hookspec
+def checkpoint_save(state: dict[str, Any]) -> None:
+    """Called before a checkpoint is written; plugins may add entries of their own.
+
+    Values must be tensors, numbers, strings, lists or dicts of them (checkpoints are loaded
+    with ``weights_only=True``).
+
+    :param state: the checkpoint mapping about to be written (mutable).
+    """
+
+
+@hookspec
+def checkpoint_load(state: Mapping[str, Any], model: nn.Module) -> None:
+    """Called after a checkpoint's weights were loaded into ``model``.
+
+    :param state: the whole checkpoint mapping, plugin entries included.
+    :param model: the model the weights were loaded into.
+    """
+
+
+# -- export ----------------------------------------------------------------------------------
+@hookspec
+def export_model(model: nn.Module, config: Mapping[str, Any], out_dir: Path) -> list[Path] | None:
+    """Called by ``speechforge export`` after the averaged model is written to ``out_dir``.
+
+    Plugins write their own artefacts beside it (the quantizer packs its weights).
+
+    :param model: the model being exported, in eval mode.
+    :param config: the experiment config.
+    :param out_dir: the export directory.
+    :return: the paths this plugin wrote, or None.
+    """

@@ -1,0 +1,38 @@
+"""Position-wise feed-forward network, registered as ``ffn`` ``dense``.
+
+Parameter names (``w_1``, ``w_2``) follow ESPnet's ``PositionwiseFeedForward``.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from speechforge.interfaces import FeedForward
+from speechforge.modules.activation import make_activation
+
+
+class PositionwiseFeedForward(FeedForward):
+    """``w_2(dropout(act(w_1 x)))``; with ``gated``, ``act(w_1 x) * w_gate x`` (GLU family)."""
+
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        hidden: int = 2048,
+        activation: str = "swish",
+        dropout: float = 0.1,
+        gated: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.w_1 = nn.Linear(d_model, hidden, bias=bias)
+        self.w_gate = nn.Linear(d_model, hidden, bias=bias) if gated else None
+        self.activation = make_activation(activation)
+        self.dropout = nn.Dropout(dropout)
+        self.w_2 = nn.Linear(hidden, d_model, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x (B, T, D). Returns (B, T, D)."""
+        h = self.activation(self.w_1(x))  # (B, T, hidden)
+        if self.w_gate is not None:
+            h = h * self.w_gate(x)
+        return self.w_2(self.dropout(h))

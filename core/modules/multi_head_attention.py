@@ -1,0 +1,118 @@
+"""Multi-head scaled dot-product attention (Vaswani et al., 2017), registered as ``mha``.
+
+Two numerically equal paths: ``use_sdpa=True`` calls ``torch.nn.functional.
+scaled_dot_product_attention`` (fused kernels, no materialised probabilities where the backend
+allows), ``use_sdpa=False`` materialises the scores and is the reference the fast paths and
+plugins are tested against.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from speechforge.interfaces import Attention
+
+
+class MultiHeadAttention(Attention):
+    """Self- or cross-attention with optional streaming K/V cache."""
+
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        use_sdpa: bool = True,
+    ) -> None:
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.d_head = d_model // heads
+        self.dropout_p = dropout
+        self.use_sdpa = use_sdpa
+        self.linear_q = nn.Linear(d_model, d_model, bias=bias)
+        self.linear_k = nn.Linear(d_model, d_model, bias=bias)
+        self.linear_v = nn.Linear(d_model, d_model, bias=bias)
+        self.linear_out = nn.Linear(d_model, d_model, bias=bias)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        return x.view(x.size(0), x.size(1), self.heads, self.d_head).transpose(1, 2)  # (B, H, T, dk)
+
+    def project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Q, K, V projections, each (B, T, D); one fused matmul for self-attention."""
+        if query is key and key is value:
+            weight = torch.cat((self.linear_q.weight, self.linear_k.weight, self.linear_v.weight))
+            bias = None
+            if self.linear_q.bias is not None:
+                bias = torch.cat((self.linear_q.bias, self.linear_k.bias, self.linear_v.bias))
+            return F.linear(query, weight, bias).chunk(3, dim=-1)
+        return self.linear_q(query), self.linear_k(key), self.linear_v(value)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None,
+        pos_emb: Tensor | None = None,
+        cache: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        q, k, v = (self._split_heads(t) for t in self.project(query, key, value))
+        k, v, new_cache = _extend_with_cache(k, v, cache)
+        out = self.attend(q, k, v, mask, bias=None)
+        return out, new_cache
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None) -> Tensor:
+        """Softmax attention over heads plus output projection.
+
+        Args:
+            q: (B, H, Tq, dk); k, v: (B, H, Tk, dk).
+            mask: (B, 1 | Tq, Tk) bool or None.
+            bias: (B, H, Tq, Tk) unscaled score bias (relative positions) or None.
+        Returns: (B, Tq, D), zero on rows with no key to attend to.
+        """
+        scale = 1.0 / math.sqrt(self.d_head)
+        empty_rows = None
+        if mask is not None:
+            mask = mask.unsqueeze(1)  # (B, 1, 1|Tq, Tk)
+            empty_rows = ~mask.any(dim=-1, keepdim=True)  # (B, 1, 1|Tq, 1)
+            mask = mask | empty_rows  # keep softmax finite; those rows are zeroed below
+        dropout = self.dropout_p if self.training else 0.0
+        if self.use_sdpa:
+            attn_mask = mask
+            if bias is not None:
+                attn_mask = bias * scale
+                if mask is not None:
+                    attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=scale)
+        else:
+            scores = torch.matmul(q, k.transpose(-2, -1))  # (B, H, Tq, Tk)
+            if bias is not None:
+                scores = scores + bias
+            scores = scores * scale
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            probs = F.dropout(torch.softmax(scores, dim=-1), dropout, self.training)
+            out = torch.matmul(probs, v)  # (B, H, Tq, dk)
+        if empty_rows is not None:
+            out = out.masked_fill(empty_rows, 0.0)
+        out = out.transpose(1, 2).reshape(q.size(0), q.size(2), -1)  # (B, Tq, D)
+        out = self.linear_out(out)
+        if empty_rows is not None:
+            out = out.masked_fill(empty_rows.squeeze(1), 0.0)
+        return out
+
+
+def _extend_with_cache(k: Tensor, v: Tensor, cache: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Prepend cached keys/values; return the cache to carry to the next chunk."""
+    if cache is None:
+        return k, v, None
+    cached_k, cached_v = cache.chunk(2, dim=-1)
+    k = torch.cat((cached_k, k), dim=2)
+    v = torch.cat((cached_v, v), dim=2)
+    return k, v, torch.cat((k, v), dim=-1)

@@ -1,0 +1,137 @@
+"""Plugin discovery: every entry point of the group ``speechforge.plugins`` is a plugin.
+
+Built-in plugins (``speechforge_plugins.*``) are declared in the same group as third-party
+packages, so they load through exactly this path. A plugin that fails to import or to register
+is reported by name with its exception and skipped; the others still load.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+from dataclasses import dataclass, field
+
+import pluggy
+
+from speechforge import hookspecs
+from speechforge.errors import PluginError
+from speechforge.interfaces import CORE_KINDS
+from speechforge.registry import ComponentRegistry
+
+ENTRY_POINT_GROUP = "speechforge.plugins"
+CORE_NAME = "speechforge"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedPlugin:
+    """One plugin as loaded: its entry point name, distribution and components."""
+
+    name: str
+    package: str
+    module: object
+    components: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class FailedPlugin:
+    name: str
+    package: str
+    error: BaseException
+
+    def describe(self) -> str:
+        return f"plugin {self.name!r} (from {self.package}) failed: {type(self.error).__name__}: {self.error}"
+
+
+class PluginHost:
+    """The pluggy manager, the component registry and the record of what loaded."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        self.registry = ComponentRegistry()
+        for kind, base, doc in CORE_KINDS:
+            self.registry.add_kind(kind, base, doc)
+        self.loaded: list[LoadedPlugin] = []
+        self.failed: list[FailedPlugin] = []
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        return self.manager.hook
+
+    def add(self, name: str, module: object, package: str) -> None:
+        """Register ``module`` as plugin ``name`` and let it fill the registry.
+
+        Registration is all or nothing per plugin: on error the plugin is unregistered, its
+        components are removed, and the failure is recorded.
+        """
+        before = {(c.kind, c.name) for c in self.registry.components()}
+        try:
+            self.manager.register(module, name=name)
+        except Exception as error:  # pluggy validates hook names and signatures here
+            self._fail(name, package, error)
+            return
+        try:
+            with self.registry.owned_by(name):
+                impls = [i for i in self.hook.register_components.get_hookimpls() if i.plugin is module]
+                for impl in impls:
+                    impl.function(registry=self.registry)
+        except Exception as error:
+            self.manager.unregister(module)
+            self.registry.remove_owner(name)
+            self._fail(name, package, error)
+            return
+        components: dict[str, list[str]] = {}
+        for c in self.registry.components():
+            if (c.kind, c.name) not in before:
+                components.setdefault(c.kind, []).append(c.name)
+        self.loaded.append(LoadedPlugin(name, package, module, components))
+
+    def _fail(self, name: str, package: str, error: BaseException) -> None:
+        failure = FailedPlugin(name, package, error)
+        self.failed.append(failure)
+        log.warning(failure.describe())
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        """Import and add every plugin declared in ``group`` by any installed distribution."""
+        seen: set[str] = set()
+        for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
+            package = ep.dist.name if ep.dist is not None else "unknown"
+            if ep.name in seen:
+                self._fail(ep.name, package, PluginError(f"a plugin named {ep.name!r} is already loaded"))
+                continue
+            seen.add(ep.name)
+            try:
+                module = ep.load()
+            except Exception as error:
+                self._fail(ep.name, package, error)
+                continue
+            self.add(ep.name, module, package)
+
+    def plugin(self, name: str) -> LoadedPlugin:
+        for p in self.loaded:
+            if p.name == name:
+                return p
+        raise PluginError(f"no plugin {name!r} is loaded; loaded: {', '.join(p.name for p in self.loaded)}")
+
+
+def create_host(entry_point_group: str = ENTRY_POINT_GROUP) -> PluginHost:
+    """A fresh host with core's components and every installed plugin."""
+    from speechforge import components
+
+    host = PluginHost()
+    host.add(CORE_NAME, components, CORE_NAME)
+    if host.failed:
+        raise PluginError(host.failed[0].describe())
+    host.load_entry_points(entry_point_group)
+    return host
+
+
+@functools.cache
+def default_host() -> PluginHost:
+    """The process-wide host, created on first use."""
+    return create_host()
+
+
+def default_registry() -> ComponentRegistry:
+    return default_host().registry
