@@ -7,7 +7,7 @@ setup:
 	bash tools/setup_env.sh
 
 recipe: setup
-	cd egs/librispeech && PATH=$(CURDIR)/.venv/bin:$$PATH ./run.sh
+	.venv/bin/speechforge config show egs/librispeech/conf/ctc_conformer_small.yaml vocab_size=256 --params
 
 test: setup
 	$(PY) -m pytest -q

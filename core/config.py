@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -33,7 +34,7 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         base = OmegaConf.load(path)
     except FileNotFoundError as error:
         raise ConfigError(f"config file not found: {path}") from error
-    except (OmegaConfBaseException, ValueError) as error:
+    except (OmegaConfBaseException, ValueError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if not isinstance(base, DictConfig):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(base).__name__}")
