@@ -1,5 +1,6 @@
 """speechforge: a plugin-based speech recognition toolkit."""
 from speechforge.builder import build_model
+from speechforge.decode.recognizer import Recognizer, load
 from speechforge.hookspecs import hookimpl
 from speechforge.errors import (
     CheckpointError,
@@ -16,6 +17,8 @@ __all__ = [
     "build",
     "build_model",
     "hookimpl",
+    "load",
+    "Recognizer",
     "CheckpointError",
     "ConfigError",
     "DataError",

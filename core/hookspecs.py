@@ -91,6 +91,18 @@ def checkpoint_load(state: Mapping[str, Any], model: nn.Module) -> None:
     """
 
 
+# -- reports -------------------------------------------------------------------------------
+@hookspec
+def report_sections(exp_dir: Path, config: Mapping[str, Any]) -> list[str] | None:
+    """Called by ``speechforge report`` while it writes ``EXP/report.md``.
+
+    :param exp_dir: the experiment directory (figures may be written into it).
+    :param config: the experiment config.
+    :return: Markdown sections to append (each starting with a ``##`` heading), or None when
+        the plugin has nothing to say about this experiment.
+    """
+
+
 # -- export ----------------------------------------------------------------------------------
 @hookspec
 def export_model(model: nn.Module, config: Mapping[str, Any], out_dir: Path) -> list[Path] | None:

@@ -28,3 +28,36 @@ def tiny_config() -> dict[str, Any]:
         },
         "losses": [{"type": "ctc", "weight": 1.0}],
     }
+
+
+WORDS = ["ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO", "FOXTROT", "GOLF", "HOTEL"]
+
+
+def write_tiny_data_dir(root, num_utts: int = 8, seed: int = 0, sample_rate: int = 16000):
+    """A data dir of short noisy tone clips with word transcripts (no eSpeak needed)."""
+    import random as _random
+
+    import numpy as np
+    import soundfile
+
+    from speechforge.data.data_dir import Utterance, write_data_dir
+
+    rng = _random.Random(seed)
+    audio_dir = root / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    utterances = []
+    for i in range(num_utts):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(1, 3))]
+        seconds = 0.6 + 0.25 * len(words) + rng.random() * 0.3
+        t = np.arange(int(seconds * sample_rate)) / sample_rate
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 40 * len(words[0])) * t) + 0.01 * np.random.default_rng(i).standard_normal(t.size)
+        path = audio_dir / f"utt{i:03d}.flac"
+        soundfile.write(path, wave.astype(np.float32), sample_rate)
+        utterances.append(Utterance(f"spk{i % 2}-utt{i:03d}", str(path), " ".join(words), f"spk{i % 2}", t.size / sample_rate))
+    write_data_dir(root / "data", utterances)
+    return root / "data"
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path):
+    return write_tiny_data_dir(tmp_path)

@@ -1,0 +1,52 @@
+"""``speechforge average --exp-dir EXP --num N``: average the last N epoch checkpoints (or
+the N with the lowest validation loss) into ``EXP/model_avg.pt``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from speechforge.decode.recognizer import AVERAGED
+from speechforge.errors import CheckpointError
+from speechforge.train.checkpoint import average_checkpoints, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("average", help="average epoch checkpoints")
+    parser.add_argument("--exp-dir", required=True, type=Path)
+    parser.add_argument("--num", type=int, default=5, help="how many checkpoints")
+    parser.add_argument("--by", choices=["last", "valid_loss"], default="last", help="which checkpoints")
+    parser.set_defaults(run=run)
+
+
+def valid_losses(exp_dir: Path) -> dict[int, float]:
+    """Validation loss per finished epoch, from train_log.jsonl."""
+    losses = {}
+    log_path = exp_dir / "train_log.jsonl"
+    if log_path.is_file():
+        for line in log_path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("valid_loss") is not None:
+                losses[record["epoch"]] = record["valid_loss"]
+    return losses
+
+
+def select(exp_dir: Path, num: int, by: str) -> list[Path]:
+    epochs = sorted(exp_dir.glob("checkpoints/epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    if not epochs:
+        raise CheckpointError(f"{exp_dir / 'checkpoints'}: no epoch_*.pt checkpoints to average")
+    if by == "valid_loss":
+        losses = valid_losses(exp_dir)
+        epochs = sorted(epochs, key=lambda p: losses.get(int(p.stem.split("_")[1]), float("inf")))[:num]
+        return sorted(epochs, key=lambda p: int(p.stem.split("_")[1]))
+    return epochs[-num:]
+
+
+def run(args: argparse.Namespace) -> int:
+    chosen = select(args.exp_dir, args.num, args.by)
+    save_checkpoint({"model": average_checkpoints(chosen), "averaged": [p.name for p in chosen]}, args.exp_dir / AVERAGED)
+    log.info("averaged %s into %s", ", ".join(p.name for p in chosen), args.exp_dir / AVERAGED)
+    return 0

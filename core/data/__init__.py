@@ -1,0 +1,1 @@
+"""Data: Kaldi-style data dirs, LibriSpeech preparation, audio I/O, dynamic batching."""

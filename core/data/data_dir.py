@@ -1,0 +1,75 @@
+"""Kaldi/ESPnet-style data directories: ``wav.scp``, ``text``, ``utt2spk``, ``utt2dur``.
+
+Every file is ``<utt-id> <value>`` per line, sorted by utterance id. Reading checks that the
+files agree and names the file and line of any problem.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechforge.config import atomic_write_text
+from speechforge.errors import DataError
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    audio: str
+    text: str
+    speaker: str
+    duration: float
+
+
+def read_table(path: Path, allow_empty_values: bool = False) -> dict[str, str]:
+    """``<key> <value>`` lines into a dict; duplicate keys and empty values are errors."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing")
+    table: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, _, value = line.strip().partition(" ")
+        value = value.strip()
+        if not value and not allow_empty_values:
+            raise DataError(f"{path}:{number}: utterance {key!r} has no value")
+        if key in table:
+            raise DataError(f"{path}:{number}: utterance {key!r} appears twice")
+        table[key] = value
+    return table
+
+
+def write_table(path: Path, rows: Mapping[str, object]) -> None:
+    atomic_write_text(path, "".join(f"{k} {rows[k]}\n" for k in sorted(rows)))
+
+
+def write_data_dir(directory: Path, utterances: Iterable[Utterance]) -> int:
+    """Write the four files of a data dir; returns the number of utterances."""
+    utts = sorted(utterances, key=lambda u: u.utt_id)
+    write_table(directory / "wav.scp", {u.utt_id: u.audio for u in utts})
+    write_table(directory / "text", {u.utt_id: u.text for u in utts})
+    write_table(directory / "utt2spk", {u.utt_id: u.speaker for u in utts})
+    write_table(directory / "utt2dur", {u.utt_id: f"{u.duration:.3f}" for u in utts})
+    return len(utts)
+
+
+def read_data_dir(directory: Path) -> list[Utterance]:
+    """All utterances of a data dir. Empty transcripts are kept (the dataset skips and counts
+    them); utterances missing from ``text`` or ``utt2dur`` are errors naming the file."""
+    directory = Path(directory)
+    wavs = read_table(directory / "wav.scp")
+    texts = read_table(directory / "text", allow_empty_values=True)
+    speakers = read_table(directory / "utt2spk")
+    durations = read_table(directory / "utt2dur")
+    utterances = []
+    for utt_id, audio in wavs.items():
+        for name, table in (("text", texts), ("utt2spk", speakers), ("utt2dur", durations)):
+            if utt_id not in table:
+                raise DataError(f"{directory / name}: no entry for utterance {utt_id!r} of wav.scp")
+        try:
+            duration = float(durations[utt_id])
+        except ValueError as error:
+            raise DataError(f"{directory / 'utt2dur'}: {utt_id}: not a number: {durations[utt_id]!r}") from error
+        utterances.append(Utterance(utt_id, audio, texts[utt_id], speakers[utt_id], duration))
+    return utterances

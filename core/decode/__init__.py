@@ -1,0 +1,1 @@
+"""Decoding: CTC searches, recognizer API, the decode entry point."""

@@ -1,0 +1,87 @@
+"""``speechforge.load(exp_dir)``: a trained experiment as a ready recognizer."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from speechforge.builder import build_model
+from speechforge.config import load_config
+from speechforge.data.audio import load_audio
+from speechforge.errors import CheckpointError
+from speechforge.plugins import PluginHost, default_host
+from speechforge.text.tokenizer import load_tokenizer
+from speechforge.train.checkpoint import load_checkpoint, load_model_weights
+
+AVERAGED = "model_avg.pt"
+
+
+def find_checkpoint(exp_dir: Path) -> Path:
+    """The averaged model when there is one, else the newest checkpoint."""
+    averaged = exp_dir / AVERAGED
+    if averaged.is_file():
+        return averaged
+    pointer = exp_dir / "checkpoints" / "latest"
+    if pointer.is_file():
+        return exp_dir / "checkpoints" / pointer.read_text().strip()
+    raise CheckpointError(f"{exp_dir}: no {AVERAGED} and no checkpoints/latest; train first")
+
+
+def without_cmvn_file(config: dict) -> dict:
+    """The checkpoint carries the CMVN buffers, so the stats file need not exist any more."""
+    frontend = {k: v for k, v in (config.get("frontend") or {"type": "fbank"}).items() if k != "cmvn_stats"}
+    return {**config, "frontend": frontend}
+
+
+class Recognizer:
+    """Model + tokenizer + decoding methods of one experiment."""
+
+    def __init__(self, exp_dir: Path, checkpoint: Path | None = None, host: PluginHost | None = None) -> None:
+        self.exp_dir = Path(exp_dir)
+        self.host = host or default_host()
+        self.config = without_cmvn_file(load_config(self.exp_dir / "config.yaml"))
+        self.tokenizer = load_tokenizer(self.exp_dir / "tokenizer")
+        self.model = build_model(self.config, self.host).eval()
+        self.checkpoint = checkpoint or find_checkpoint(self.exp_dir)
+        state = load_checkpoint(self.checkpoint)
+        load_model_weights(self.model, state["model"], self.checkpoint)
+        self.host.hook.checkpoint_load(state=state, model=self.model)
+        self.sample_rate = int(self.model.frontend.sample_rate)
+        self._searches: dict[str, object] = {}
+
+    def search(self, method: str, **options: object):
+        """The registered decoding method ``method``, built with ``options`` (cached)."""
+        key = f"{method}:{sorted(options.items())}"
+        if key not in self._searches:
+            self._searches[key] = self.host.registry.build("search", {"type": method, **options}, "decode")
+        return self._searches[key]
+
+    @torch.no_grad()
+    def decode_batch(
+        self,
+        speech: Tensor,
+        speech_lens: Tensor,
+        method: str = "ctc_greedy_search",
+        chunk_size: int = -1,
+        num_left_chunks: int = -1,
+        **options: object,
+    ) -> list[str]:
+        """Args: speech (B, S), speech_lens (B,). Returns one text per utterance."""
+        encoder_out, encoder_lens = self.model.encode(speech, speech_lens, chunk_size, num_left_chunks)
+        token_ids = self.search(method, **options)(self.model, encoder_out, encoder_lens)
+        return [self.tokenizer.decode(ids) for ids in token_ids]
+
+    def transcribe(self, audio: str | Path | Tensor | Sequence[float], method: str = "ctc_greedy_search", **options: object) -> str:
+        """Text of one utterance: a file path or a waveform at the model's sample rate."""
+        if isinstance(audio, (str, Path)):
+            wave = load_audio(audio, self.sample_rate)
+        else:
+            wave = torch.as_tensor(audio, dtype=torch.float32).flatten()
+        return self.decode_batch(wave.unsqueeze(0), torch.tensor([wave.numel()]), method, **options)[0]
+
+
+def load(exp_dir: str | Path, checkpoint: str | Path | None = None) -> Recognizer:
+    """Load a trained experiment: ``speechforge.load("exp/ctc_conformer_small").transcribe("a.flac")``."""
+    return Recognizer(Path(exp_dir), Path(checkpoint) if checkpoint else None)

@@ -1,0 +1,1 @@
+"""Scoring (WER/CER with jiwer, alignments) and experiment reports."""

@@ -1,0 +1,1 @@
+"""Training: the trainer, checkpoints, schedulers, distributed set-up."""

@@ -1,0 +1,66 @@
+"""Checkpoints: written atomically, loaded with ``weights_only=True``, averaged."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speechforge.errors import CheckpointError
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``:
+    a crash leaves either the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load on CPU with ``weights_only=True``; a missing or corrupted file names itself."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"{path}: corrupted or not a speechforge checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path}: not a speechforge checkpoint (no 'model' entry)")
+    return state
+
+
+def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path) -> None:
+    """``load_state_dict`` whose error names the checkpoint and the mismatching keys."""
+    result = model.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{source}: does not fit the model: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def average_checkpoints(paths: Sequence[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the models' floating-point tensors; integer buffers (BatchNorm's
+    ``num_batches_tracked``) are taken from the last checkpoint."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    total: dict[str, torch.Tensor] = {}
+    for path in paths:
+        model = load_checkpoint(path)["model"]
+        for key, value in model.items():
+            if value.is_floating_point():
+                total[key] = total[key] + value.double() if key in total else value.double()
+            else:
+                total[key] = value
+    return {k: (v / len(paths)).to(torch.float32) if v.is_floating_point() else v for k, v in total.items()}
