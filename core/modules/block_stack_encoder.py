@@ -43,6 +43,7 @@ class BlockStackEncoder(Encoder):
         heads: int = 4,
         num_blocks: int = 12,
         subsampling: int = 4,
+        subsampling_channels: int = 0,
         dropout: float = 0.1,
         pos_dropout: float = 0.1,
         causal: bool = False,
@@ -55,7 +56,7 @@ class BlockStackEncoder(Encoder):
             raise ConfigError(f"pos_enc: must be one of {', '.join(POS_ENCODINGS)}, got {pos_enc!r}")
         ffn = ffn if ffn is not None else {"type": "dense"}
         self.output_dim = d_model
-        self.embed = Conv2dSubsampling(input_dim, d_model, subsampling)
+        self.embed = Conv2dSubsampling(input_dim, d_model, subsampling, subsampling_channels or d_model)
         self.subsampling_rate = subsampling
         self.pos_enc = {
             "rel": RelPositionalEncoding(d_model, pos_dropout),
