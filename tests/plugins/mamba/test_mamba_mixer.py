@@ -1,0 +1,124 @@
+"""The Mamba layer: initialisation, scans, streaming, padding, and the mamba-ssm call glue."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechforge_plugins.mamba import mamba_mixer
+from speechforge_plugins.mamba.mamba_mixer import MambaMixer
+from speechforge_plugins.mamba.selective_scan import selective_scan_sequential
+
+D_MODEL = 24
+
+
+def make_mixer(**kwargs) -> MambaMixer:
+    torch.manual_seed(0)
+    return MambaMixer(D_MODEL, **kwargs)
+
+
+def test_parameters_are_mamba_ssm_names_and_shapes() -> None:
+    mixer = make_mixer()
+    shapes = {name: tuple(p.shape) for name, p in mixer.state_dict().items()}
+    assert shapes == {
+        "A_log": (48, 16),
+        "D": (48,),
+        "in_proj.weight": (96, 24),
+        "conv1d.weight": (48, 1, 4),
+        "conv1d.bias": (48,),
+        "x_proj.weight": (2 + 32, 48),
+        "dt_proj.weight": (48, 2),
+        "dt_proj.bias": (48,),
+        "out_proj.weight": (24, 48),
+    }
+    assert mixer.dt_rank == math.ceil(D_MODEL / 16)
+
+
+def test_standard_initialisation() -> None:
+    mixer = make_mixer(dt_min=1e-3, dt_max=1e-1)
+    assert torch.equal(mixer.A_log, torch.log(torch.arange(1, 17.0)).repeat(48, 1))  # A = -(1..16)
+    assert torch.equal(mixer.D, torch.ones(48))
+    dt = F.softplus(mixer.dt_proj.bias)  # the bias is softplus⁻¹ of the initial dt
+    assert dt.min() >= 1e-3 * (1 - 1e-5) and dt.max() <= 1e-1 * (1 + 1e-5)
+    assert dt.log().std() > 0.5  # spread log-uniformly, not a constant
+    bound = mixer.dt_rank**-0.5
+    assert mixer.dt_proj.weight.abs().max() <= bound
+
+
+def test_chunked_and_sequential_scans_agree() -> None:
+    chunked = make_mixer(scan="chunked", chunk_size=8)
+    sequential = make_mixer(scan="sequential")
+    sequential.load_state_dict(chunked.state_dict())
+    x = torch.randn(2, 29, D_MODEL)
+    torch.testing.assert_close(chunked(x)[0], sequential(x)[0], atol=1e-5, rtol=0)
+
+
+def test_valid_frames_ignore_padding_content() -> None:
+    mixer = make_mixer(chunk_size=4)
+    x = torch.randn(2, 13, D_MODEL)
+    valid = torch.arange(13) < torch.tensor([13, 6])[:, None]
+    noisy = torch.where(valid[..., None], x, torch.randn_like(x) * 100)
+    out, _ = mixer(x, valid)
+    out_noisy, _ = mixer(noisy, valid)
+    torch.testing.assert_close(out_noisy, out, atol=1e-6, rtol=0)
+    assert torch.equal(out[1, 6:], torch.zeros(7, D_MODEL))
+    torch.testing.assert_close(out[1:, :6], mixer(x[1:, :6])[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("pieces", [(1,) * 10, (3, 3, 4), (2, 1, 7)])
+def test_streaming_equals_whole_utterance(pieces: tuple[int, ...]) -> None:
+    mixer = make_mixer(chunk_size=4)
+    x = torch.randn(2, sum(pieces), D_MODEL)
+    full, _ = mixer(x)
+    state = (torch.zeros(2, 48, 3), torch.zeros(2, 48, 16))
+    outs, start = [], 0
+    for n in pieces:
+        out, state = mixer(x[:, start : start + n], None, state)
+        outs.append(out)
+        start += n
+    torch.testing.assert_close(torch.cat(outs, dim=1), full, atol=1e-5, rtol=0)
+    assert state[0].shape == (2, 48, 3) and state[1].shape == (2, 48, 16)
+
+
+def test_unknown_scan_is_rejected() -> None:
+    with pytest.raises(ValueError, match="scan must be one of auto, chunked, sequential, got 'fast'"):
+        MambaMixer(D_MODEL, scan="fast")
+
+
+def fake_selective_scan_fn(u, delta, A, B, C, D=None, z=None):
+    """mamba-ssm's selective_scan_fn semantics: (scan + D u) * SiLU(z)."""
+    y, _ = selective_scan_sequential(u, delta, A, B, C)
+    return (y + u * D[:, None]) * F.silu(z)
+
+
+def test_kernel_path_glue_matches_pytorch_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    mixer = make_mixer(chunk_size=4)
+    x = torch.randn(2, 11, D_MODEL)
+    valid = torch.arange(11) < torch.tensor([11, 7])[:, None]
+    expected, _ = mixer(x, valid)
+    calls = []
+    monkeypatch.setattr(mamba_mixer, "selective_scan_fn", lambda *a: calls.append(1) or fake_selective_scan_fn(*a))
+    monkeypatch.setattr(MambaMixer, "uses_kernel", lambda self, x, streaming: not streaming)
+    actual, _ = mixer(x, valid)
+    assert calls == [1]
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+
+
+def test_kernel_is_used_only_on_cuda_for_whole_utterances(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mamba_mixer, "selective_scan_fn", fake_selective_scan_fn)
+    mixer = make_mixer()
+    assert not mixer.uses_kernel(torch.zeros(1), streaming=False)  # CPU
+    monkeypatch.setattr(mamba_mixer, "selective_scan_fn", None)
+    assert not mixer.uses_kernel(torch.zeros(1), streaming=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    mixer = make_mixer()
+    x = torch.randn(2, 40, D_MODEL)
+    valid = torch.arange(40) < torch.tensor([40, 25])[:, None]
+    expected, _ = mixer(x, valid)
+    actual, _ = mixer.cuda()(x.cuda(), valid.cuda())
+    torch.testing.assert_close(actual.cpu(), expected, atol=1e-4, rtol=0)
