@@ -1,15 +1,22 @@
 """An encoder made of Conv2d subsampling, positional encoding and a stack of registered
 ``encoder_block`` components. Conformer and Transformer encoders are this class with
-different defaults."""
+different defaults.
+
+It also carries what unified streaming and non-streaming models (U2/U2++, Wu et al., 2021)
+need from an encoder: dynamic chunk training (a random attention chunk per batch), and
+chunk-by-chunk inference with attention and convolution caches that gives the same encodings
+as the full-utterance forward under the same chunk mask.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from speechforge.errors import ConfigError
-from speechforge.interfaces import Attention, Encoder
+from speechforge.interfaces import Attention, BlockCache, Encoder
 from speechforge.modules.mask import encoder_attention_mask, padding_mask
 from speechforge.modules.positional_encoding import PositionalEncoding
 from speechforge.modules.rel_positional_encoding import RelPositionalEncoding
@@ -25,6 +32,12 @@ class BlockStackEncoder(Encoder):
     The encoder offers its blocks ``d_model``, ``heads``, ``ffn``, ``attention``, ``dropout``
     and ``causal``; block-specific keys go in the ``encoder_block`` mapping. Subclasses set the
     defaults of ``encoder_block``, ``attention`` and ``pos_enc``.
+
+    Chunked attention: ``forward(..., chunk_size=N)`` lets each frame see its own chunk of N
+    output frames and ``num_left_chunks`` chunks before it (-1: all); ``chunk_size=-1`` is full
+    context and ``chunk_size=0`` the encoder's own setting: with ``use_dynamic_chunk`` a random
+    chunk per training batch (full context in evaluation), with ``static_chunk_size`` that
+    chunk always, else full context.
     """
 
     default_block: str
@@ -47,6 +60,10 @@ class BlockStackEncoder(Encoder):
         dropout: float = 0.1,
         pos_dropout: float = 0.1,
         causal: bool = False,
+        use_dynamic_chunk: bool = False,
+        use_dynamic_left_chunk: bool = False,
+        static_chunk_size: int = 0,
+        max_dynamic_chunk: int = 25,
     ) -> None:
         super().__init__()
         encoder_block = encoder_block if encoder_block is not None else {"type": self.default_block}
@@ -54,10 +71,16 @@ class BlockStackEncoder(Encoder):
         pos_enc = pos_enc if pos_enc is not None else self.default_pos_enc
         if pos_enc not in POS_ENCODINGS:
             raise ConfigError(f"pos_enc: must be one of {', '.join(POS_ENCODINGS)}, got {pos_enc!r}")
+        _check_chunk_options(use_dynamic_chunk, use_dynamic_left_chunk, static_chunk_size, max_dynamic_chunk)
         ffn = ffn if ffn is not None else {"type": "dense"}
         self.output_dim = d_model
+        self.heads = heads
         self.embed = Conv2dSubsampling(input_dim, d_model, subsampling, subsampling_channels or d_model)
         self.subsampling_rate = subsampling
+        self.use_dynamic_chunk = use_dynamic_chunk
+        self.use_dynamic_left_chunk = use_dynamic_left_chunk
+        self.static_chunk_size = static_chunk_size
+        self.max_dynamic_chunk = max_dynamic_chunk
         self.pos_enc = {
             "rel": RelPositionalEncoding(d_model, pos_dropout),
             "abs": PositionalEncoding(d_model, pos_dropout),
@@ -88,14 +111,56 @@ class BlockStackEncoder(Encoder):
                     f"set pos_enc: rel, not {pos_enc!r}"
                 )
 
+    # -- chunk choice ----------------------------------------------------------------------
+    def sample_chunk(self, num_frames: int) -> tuple[int, int]:
+        """A training batch's chunk (WeNet's dynamic chunk training).
+
+        Draw c in [1, num_frames); above num_frames / 2 the batch gets full context, else a
+        chunk of ``c % max_dynamic_chunk + 1`` frames, so about half the batches train the
+        non-streaming case and the rest spread over chunks 1 ... ``max_dynamic_chunk``. With
+        ``use_dynamic_left_chunk`` the left context is drawn too, from 0 to the chunks there are.
+
+        Args: num_frames: T' of the batch after subsampling.
+        Returns: (chunk_size, num_left_chunks), chunk_size -1 for full context.
+        """
+        if num_frames < 2:
+            return -1, -1
+        drawn = int(torch.randint(1, num_frames, (1,)))
+        if drawn > num_frames // 2:
+            return -1, -1
+        chunk = drawn % self.max_dynamic_chunk + 1
+        if not self.use_dynamic_left_chunk:
+            return chunk, -1
+        max_left = max(1, (num_frames - 1) // chunk)
+        return chunk, int(torch.randint(0, max_left, (1,)))
+
+    def resolve_chunk(self, chunk_size: int, num_left_chunks: int, num_frames: int) -> tuple[int, int]:
+        """What ``chunk_size=0`` (the encoder's own setting) means for this call; other values
+        pass through. Returns (chunk_size, num_left_chunks), chunk_size <= 0 for full context."""
+        if chunk_size != 0:
+            return chunk_size, num_left_chunks
+        if self.use_dynamic_chunk and self.training:
+            return self.sample_chunk(num_frames)
+        if self.static_chunk_size > 0:
+            return self.static_chunk_size, num_left_chunks
+        return -1, -1
+
+    # -- full utterance ----------------------------------------------------------------------
     def forward(
         self, feats: Tensor, lengths: Tensor, chunk_size: int = 0, num_left_chunks: int = -1
     ) -> tuple[Tensor, Tensor]:
-        """Args: feats (B, T, F), lengths (B,). Returns (B, T', D), lengths (B,)."""
+        """Args:
+            feats: (B, T, F); lengths (B,).
+            chunk_size: attention chunk in output frames; -1 full context; 0 the encoder's own
+                setting (see the class docstring).
+            num_left_chunks: chunks of left context each chunk sees; -1 for all.
+        Returns: (B, T', D), lengths (B,).
+        """
         x, lengths = self.embed(feats, lengths)  # (B, T', D)
         pos_emb = None
         if self.pos_enc is not None:
             x, pos_emb = self.pos_enc(x)
+        chunk_size, num_left_chunks = self.resolve_chunk(chunk_size, num_left_chunks, x.size(1))
         unpadded = bool((lengths == x.size(1)).all())
         pad_mask = None if unpadded else padding_mask(lengths, x.size(1)).unsqueeze(1)  # (B, 1, T')
         att_mask = pad_mask
@@ -105,3 +170,156 @@ class BlockStackEncoder(Encoder):
         for block in self.blocks:
             x, _ = block(x, att_mask, pad_mask, pos_emb)
         return self.after_norm(x), lengths
+
+    # -- streaming -------------------------------------------------------------------------
+    def initial_state(self, batch_size: int) -> list[BlockCache]:
+        """Per-block caches before the first chunk: no attention keys, zero convolution history.
+
+        Raises: ConfigError when a block's convolution sees the future (``causal: false``),
+        since chunk-by-chunk encoding could then never equal the chunk-masked forward.
+        """
+        reference = self.after_norm.weight
+        states = []
+        for i, block in enumerate(self.blocks):
+            state: BlockCache = {}
+            attention = getattr(block, "self_attn", None)
+            if isinstance(attention, Attention):
+                d_head = self.output_dim // self.heads
+                state["att"] = reference.new_zeros(batch_size, self.heads, 0, 2 * d_head)
+            conv = getattr(block, "conv_module", None)
+            if conv is not None:
+                if not conv.causal:
+                    raise ConfigError(
+                        f"encoder.causal: blocks.{i} has a convolution that sees the future; "
+                        f"streaming needs causal: true"
+                    )
+                state["cnn"] = reference.new_zeros(batch_size, self.output_dim, conv.left_context)
+            states.append(state)
+        return states
+
+    def forward_chunk(
+        self,
+        xs: Tensor,
+        offset: int,
+        required_cache_size: int,
+        att_cache: Tensor,
+        cnn_cache: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Encode one chunk of one utterance (WeNet's ``forward_chunk`` semantics).
+
+        Args:
+            xs: (1, window, F) features: ``(chunk - 1) * subsampling + right_context + 1``
+                frames for a chunk of ``chunk`` output frames (fewer at the end).
+            offset: output frames produced so far (absolute position of this chunk's first).
+            required_cache_size: attention frames to keep for the next chunk,
+                ``chunk * num_left_chunks``; negative keeps all.
+            att_cache: (num_blocks, H, Tc, 2 * D/H) keys and values of earlier frames, or an
+                empty (0, 0, 0, 0) tensor at the start.
+            cnn_cache: (num_blocks, 1, D, kernel - 1) convolution history, or empty at the
+                start; (num_blocks, 1, D, 0) for blocks without convolution.
+        Returns: encodings (1, chunk, D), the next att_cache (num_blocks, H, Tc', 2 * D/H) and
+            cnn_cache (num_blocks, 1, D, kernel - 1).
+        """
+        if xs.size(0) != 1:
+            raise ValueError(f"forward_chunk takes one utterance, got a batch of {xs.size(0)}")
+        states = self.initial_state(1)
+        for i, state in enumerate(states):
+            if "att" not in state or set(state) - {"att", "cnn"}:
+                raise ValueError(
+                    f"forward_chunk carries attention and convolution caches only; blocks.{i} "
+                    f"({type(self.blocks[i]).__name__}) keeps other state: use forward_cached"
+                )
+            if att_cache.size(0) > 0:
+                state["att"] = att_cache[i : i + 1]
+                if "cnn" in state:
+                    state["cnn"] = cnn_cache[i]
+        ys, states = self.forward_cached(xs, None, offset, required_cache_size, states)
+        att = torch.cat([s["att"] for s in states])  # (num_blocks, H, Tc', 2 * dk)
+        cnn = torch.stack([s.get("cnn", ys.new_zeros(1, self.output_dim, 0)) for s in states])
+        return ys, att, cnn
+
+    def forward_cached(
+        self,
+        feats: Tensor,
+        lengths: Tensor | None,
+        offset: int,
+        required_cache_size: int,
+        states: list[BlockCache],
+    ) -> tuple[Tensor, list[BlockCache]]:
+        """One chunk of a batch through the stack, with per-block caches.
+
+        Args:
+            feats: (B, window, F) feature window of the chunk.
+            lengths: (B,) valid frames of the window (utterances end at different chunks), or
+                None when all are valid.
+            offset: output frames produced before this chunk.
+            required_cache_size: attention frames kept for the next chunk; negative keeps all.
+            states: per-block caches from :meth:`initial_state` or the previous chunk.
+        Returns: (B, chunk, D) and the next states.
+        """
+        full = torch.full((feats.size(0),), feats.size(1), dtype=torch.long, device=feats.device)
+        x, valid = self.embed(feats, full if lengths is None else lengths)  # (B, chunk, D)
+        cached = next((s["att"].size(2) for s in states if "att" in s), 0)
+        pos_emb = None
+        if isinstance(self.pos_enc, RelPositionalEncoding):
+            x, pos_emb = self.pos_enc(x, offset=cached)  # pos_emb covers cached + chunk keys
+        elif self.pos_enc is not None:
+            x, _ = self.pos_enc(x, offset=offset)
+        pad_mask = att_mask = None
+        if lengths is not None and not bool((valid == x.size(1)).all()):
+            pad_mask = padding_mask(valid, x.size(1)).unsqueeze(1)  # (B, 1, chunk)
+            att_mask = torch.cat((pad_mask.new_ones(x.size(0), 1, cached), pad_mask), dim=-1)  # (B, 1, Tc + chunk)
+        keys = cached + x.size(1)
+        keep_from = 0 if required_cache_size < 0 else max(keys - required_cache_size, 0)
+        next_states = []
+        for block, state in zip(self.blocks, states):
+            x, state = block(x, att_mask, pad_mask, pos_emb, state)
+            if "att" in state:
+                state = {**state, "att": state["att"][:, :, keep_from:]}
+            next_states.append(state)
+        return self.after_norm(x), next_states
+
+    def forward_chunk_by_chunk(
+        self, feats: Tensor, lengths: Tensor, chunk_size: int, num_left_chunks: int = -1
+    ) -> tuple[Tensor, Tensor]:
+        """Encode whole utterances chunk by chunk, as a stream would arrive.
+
+        Input windows overlap by the subsampling's right context, so the subsampling keeps no
+        state: window ``(chunk - 1) * subsampling + right_context + 1`` frames, stride
+        ``chunk * subsampling``. Equals ``forward(feats, lengths, chunk_size,
+        num_left_chunks)`` on every valid frame.
+
+        Args: feats (B, T, F), lengths (B,), chunk_size > 0 output frames, num_left_chunks
+            (-1 for all).
+        Returns: (B, T', D), lengths (B,).
+        """
+        if chunk_size <= 0:
+            raise ValueError(f"chunk-by-chunk encoding needs a chunk_size > 0, got {chunk_size}")
+        factor, context = self.embed.factor, self.embed.right_context + 1
+        window, stride = (chunk_size - 1) * factor + context, chunk_size * factor
+        required = chunk_size * num_left_chunks if num_left_chunks >= 0 else -1
+        states = self.initial_state(feats.size(0))
+        outputs, offset = [], 0
+        for start in range(0, feats.size(1) - context + 1, stride):
+            chunk_feats = feats[:, start : start + window]
+            chunk_lens = (lengths - start).clamp(0, chunk_feats.size(1))
+            ys, states = self.forward_cached(chunk_feats, chunk_lens, offset, required, states)
+            outputs.append(ys)
+            offset += ys.size(1)
+        out_lens = self.embed.output_lengths(lengths)
+        if not outputs:
+            return feats.new_zeros(feats.size(0), 0, self.output_dim), out_lens
+        return torch.cat(outputs, dim=1), out_lens
+
+
+def _check_chunk_options(dynamic: bool, dynamic_left: bool, static: int, max_dynamic: int) -> None:
+    if static < 0:
+        raise ConfigError(f"static_chunk_size: must be >= 0 (0: none), got {static}")
+    if dynamic and static:
+        raise ConfigError(
+            f"static_chunk_size: {static} conflicts with use_dynamic_chunk: true; set one of them"
+        )
+    if dynamic_left and not dynamic:
+        raise ConfigError("use_dynamic_left_chunk: needs use_dynamic_chunk: true")
+    if max_dynamic < 1:
+        raise ConfigError(f"max_dynamic_chunk: must be >= 1, got {max_dynamic}")

@@ -1,0 +1,105 @@
+"""Two-pass decoding of U2/U2++, registered as ``search`` ``attention_rescoring``: the CTC
+prefix beam search proposes an n-best list, the attention decoders rescore it."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from speechforge.decode.ctc_prefix_beam_search import prefix_beam_search
+from speechforge.errors import ConfigError
+from speechforge.interfaces import SearchMethod
+from speechforge.modules.mask import padding_mask
+from speechforge_plugins.u2pp.attention_decoder import AttentionDecoder, find_attention_decoder
+from speechforge_plugins.u2pp.targets import IGNORE_ID, add_sos_eos, reverse_pad_list
+
+#: right-to-left weight of bidirectional decoders when none is given (WeNet's U2++ recipes)
+DEFAULT_REVERSE_WEIGHT = 0.5
+
+
+class AttentionRescoring(SearchMethod):
+    """Picks the hypothesis with the best
+    ``ctc_weight * ctc + (1 - reverse_weight) * l2r + reverse_weight * r2l`` (WeNet's
+    semantics), where ctc is the prefix beam search's log-probability and l2r / r2l are the
+    teacher-forced log-probabilities of the tokens and <eos> under each decoder.
+
+    Keys: ``beam_size`` (n-best size), ``ctc_weight``, ``reverse_weight`` (default 0.5 with a
+    ``bitransformer`` decoder, 0 with a ``transformer`` one, where a positive value is an
+    error), ``blank_id``.
+    """
+
+    def __init__(
+        self,
+        *,
+        beam_size: int = 10,
+        ctc_weight: float = 0.3,
+        reverse_weight: float | None = None,
+        blank_id: int = 0,
+    ) -> None:
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if reverse_weight is not None and not 0.0 <= reverse_weight <= 1.0:
+            raise ConfigError(f"decode.reverse_weight: must be in [0, 1], got {reverse_weight}")
+        self.beam_size = beam_size
+        self.ctc_weight = ctc_weight
+        self.reverse_weight = reverse_weight
+        self.blank_id = blank_id
+
+    def resolved_reverse_weight(self, decoder: AttentionDecoder) -> float:
+        if self.reverse_weight is None:
+            return DEFAULT_REVERSE_WEIGHT if decoder.bidirectional else 0.0
+        if self.reverse_weight > 0 and not decoder.bidirectional:
+            raise ConfigError(
+                f"decode.reverse_weight: {self.reverse_weight} needs a right-to-left decoder; "
+                f"{type(decoder).__name__} has none"
+            )
+        return self.reverse_weight
+
+    @torch.no_grad()
+    def __call__(self, model, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
+        decoder = find_attention_decoder(model, "attention rescoring")
+        reverse_weight = self.resolved_reverse_weight(decoder)
+        log_probs = model.ctc(encoder_out)  # (B, T, V)
+        results = []
+        for i in range(encoder_out.size(0)):
+            length = int(encoder_lens[i])
+            nbest = prefix_beam_search(log_probs[i, :length], self.beam_size, self.blank_id)
+            hyps = [list(tokens) for tokens, _ in nbest]
+            ctc_scores = torch.tensor([score for _, score in nbest])
+            memory = encoder_out[i : i + 1, :length]  # (1, T_i, D)
+            att_scores = attention_scores(decoder, memory, hyps, model.sos_eos, reverse_weight)
+            total = self.ctc_weight * ctc_scores + att_scores.cpu()
+            results.append(hyps[int(total.argmax())])
+        return results
+
+
+def attention_scores(
+    decoder: AttentionDecoder, memory: Tensor, hyps: list[list[int]], sos_eos: int, reverse_weight: float
+) -> Tensor:
+    """``(1 - reverse_weight) * l2r + reverse_weight * r2l`` log-probability of each hypothesis
+    of one utterance, <eos> included.
+
+    Args: memory (1, T, D) of the utterance; hyps N token lists.
+    Returns: (N,) float32.
+    """
+    device = memory.device
+    lens = torch.tensor([len(h) for h in hyps], device=device)
+    ys = torch.full((len(hyps), max(1, int(lens.max()))), IGNORE_ID, dtype=torch.long, device=device)
+    for row, hyp in enumerate(hyps):
+        ys[row, : len(hyp)] = torch.tensor(hyp, dtype=torch.long)
+    ys_in, ys_out = add_sos_eos(ys, lens, sos_eos, sos_eos)  # (N, U + 1)
+    r_ys_in = r_ys_out = None
+    if reverse_weight > 0:
+        r_ys_in, r_ys_out = add_sos_eos(reverse_pad_list(ys, lens), lens, sos_eos, sos_eos)
+    memory_mask = padding_mask(torch.tensor([memory.size(1)], device=device), memory.size(1)).unsqueeze(1)
+    logits, r_logits = decoder(memory, memory_mask, ys_in, lens + 1, r_ys_in)
+    scores = _sequence_logp(logits, ys_out)
+    if r_logits is None or reverse_weight == 0:
+        return scores
+    return (1.0 - reverse_weight) * scores + reverse_weight * _sequence_logp(r_logits, r_ys_out)
+
+
+def _sequence_logp(logits: Tensor, ys_out: Tensor) -> Tensor:
+    """Sum of log-probabilities of ``ys_out`` (N, U), ignoring padding. Args: logits (N, U, V)."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    picked = log_probs.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (N, U)
+    return picked.masked_fill(ys_out == IGNORE_ID, 0.0).sum(dim=-1)

@@ -1,0 +1,129 @@
+"""Streaming and dynamic chunks of the block-stack encoder: chunk-by-chunk encoding with
+caches equals the chunk-masked full forward, the WeNet-style ``forward_chunk`` cache shapes,
+dynamic chunk sampling bounds, and the chunk options' checks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechforge.errors import ConfigError
+from speechforge.registry import build_component
+
+F = 40
+KERNEL = 5
+
+
+def encoder(kind: str = "conformer", **extra):
+    config = {"type": kind, "d_model": 32, "heads": 4, "num_blocks": 2, "causal": True, "ffn": {"type": "dense", "hidden": 48}}
+    if kind == "conformer":
+        config["encoder_block"] = {"type": "conformer", "conv_kernel": KERNEL, "conv_norm": "layer_norm"}
+    return build_component("encoder", {**config, **extra}, "encoder", input_dim=F).eval()
+
+
+def stream_one(model, feats: torch.Tensor, chunk: int, left: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run ``forward_chunk`` over one utterance the way a client would."""
+    factor, context = model.embed.factor, model.embed.right_context + 1
+    window, stride = (chunk - 1) * factor + context, chunk * factor
+    att, cnn = torch.zeros(0, 0, 0, 0), torch.zeros(0, 0, 0, 0)
+    outs, offset = [], 0
+    for start in range(0, feats.size(1) - context + 1, stride):
+        ys, att, cnn = model.forward_chunk(feats[:, start : start + window], offset, chunk * left if left >= 0 else -1, att, cnn)
+        outs.append(ys)
+        offset += ys.size(1)
+    return torch.cat(outs, dim=1), att, cnn
+
+
+@pytest.mark.parametrize("kind", ["conformer", "transformer"])
+@pytest.mark.parametrize("chunk,left", [(4, -1), (4, 1), (3, 0), (8, 2)])
+def test_forward_chunk_equals_chunk_masked_forward(kind, chunk, left):
+    model = encoder(kind)
+    feats = torch.randn(1, 117, F)
+    full, _ = model(feats, torch.tensor([117]), chunk, left)
+    streamed, att, cnn = stream_one(model, feats, chunk, left)
+    assert streamed.shape == full.shape
+    assert (streamed - full).abs().max() <= 1e-4
+    kept = full.size(1) if left < 0 else min(full.size(1), chunk * left)
+    assert att.shape == (2, 4, kept, 2 * 32 // 4)  # (num_blocks, H, Tc, 2 * dk)
+    assert cnn.shape == (2, 1, 32, KERNEL - 1 if kind == "conformer" else 0)  # (num_blocks, B, D, kernel - 1)
+
+
+@pytest.mark.parametrize("chunk,left", [(4, -1), (3, 1), (16, 0)])
+def test_batched_chunk_by_chunk_equals_forward_on_every_valid_frame(chunk, left):
+    model = encoder()
+    lengths = torch.tensor([123, 90, 37, 11])
+    feats = torch.randn(4, 123, F)
+    full, full_lens = model(feats, lengths, chunk, left)
+    streamed, lens = model.forward_chunk_by_chunk(feats, lengths, chunk, left)
+    assert torch.equal(lens, full_lens)
+    for b, n in enumerate(lens.tolist()):
+        assert (streamed[b, :n] - full[b, :n]).abs().max() <= 1e-4
+
+
+def test_abs_positions_stream_with_offsets():
+    model = encoder("transformer")  # absolute positional encoding needs the frame offset
+    feats = torch.randn(1, 99, F)
+    full, _ = model(feats, torch.tensor([99]), 4, -1)
+    streamed, _, _ = stream_one(model, feats, 4, -1)
+    assert (streamed - full).abs().max() <= 1e-4
+
+
+def test_non_causal_convolution_cannot_stream():
+    model = encoder(causal=False)
+    with pytest.raises(ConfigError, match=r"blocks\.0 has a convolution that sees the future"):
+        model.forward_chunk_by_chunk(torch.randn(1, 50, F), torch.tensor([50]), 4)
+
+
+def test_forward_chunk_takes_one_utterance():
+    with pytest.raises(ValueError, match="got a batch of 2"):
+        encoder().forward_chunk(torch.randn(2, 19, F), 0, -1, torch.zeros(0, 0, 0, 0), torch.zeros(0, 0, 0, 0))
+
+
+def test_dynamic_chunk_sampling_bounds():
+    model = encoder(use_dynamic_chunk=True, use_dynamic_left_chunk=True).train()
+    for frames in (2, 3, 10, 60, 400):
+        seen_full = seen_chunk = False
+        for _ in range(300):
+            chunk, left = model.sample_chunk(frames)
+            if chunk == -1:
+                seen_full = True
+                assert left == -1
+                continue
+            seen_chunk = True
+            assert 1 <= chunk <= min(25, frames // 2 + 1)
+            assert 0 <= left <= max(0, (frames - 1) // chunk - 1)
+        assert seen_chunk and (seen_full or frames == 2)  # 2 frames: c is always 1
+    assert model.sample_chunk(1) == (-1, -1)
+
+
+def test_dynamic_chunk_only_while_training_and_static_chunk_always():
+    dynamic = encoder(use_dynamic_chunk=True)
+    assert dynamic.resolve_chunk(0, -1, 100) == (-1, -1)  # eval: full context
+    dynamic.train()
+    torch.manual_seed(3)
+    draws = {dynamic.resolve_chunk(0, -1, 100)[0] for _ in range(200)}
+    assert -1 in draws and draws - {-1} and max(draws) <= 25
+    assert dynamic.resolve_chunk(8, 2, 100) == (8, 2)  # an explicit chunk is never replaced
+    static = encoder(static_chunk_size=6)
+    assert static.resolve_chunk(0, 3, 100) == (6, 3)
+    assert static.resolve_chunk(-1, -1, 100) == (-1, -1)
+
+
+def test_static_chunk_forward_equals_explicit_chunk():
+    model = encoder(static_chunk_size=4)
+    feats = torch.randn(2, 80, F)
+    lengths = torch.tensor([80, 61])
+    torch.testing.assert_close(model(feats, lengths)[0], model(feats, lengths, 4)[0])
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"static_chunk_size": -1}, r"static_chunk_size: must be >= 0 \(0: none\), got -1"),
+        ({"static_chunk_size": 4, "use_dynamic_chunk": True}, "static_chunk_size: 4 conflicts with use_dynamic_chunk"),
+        ({"use_dynamic_left_chunk": True}, "use_dynamic_left_chunk: needs use_dynamic_chunk: true"),
+        ({"use_dynamic_chunk": True, "max_dynamic_chunk": 0}, "max_dynamic_chunk: must be >= 1, got 0"),
+    ],
+)
+def test_chunk_options_are_checked(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        encoder(**extra)
