@@ -83,6 +83,7 @@ class Trainer:
         self.skips = SkipCounter()
         self.train_loader, self.sampler = self._loader(self.data_opts.train, training=True)
         self.valid_loader = self._loader(self.data_opts.valid, training=False)[0] if self.data_opts.valid else None
+        self.wrapped = self._wrap(self.model)  # before the optimizer: FSDP replaces parameters
         self.optimizer = self._optimizer()
         self.steps_per_epoch = max(1, len(self.sampler) // self.opts.accum_grad)
         horizon = self.opts.max_steps or self.steps_per_epoch * self.opts.max_epochs
@@ -95,7 +96,6 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.elapsed = 0.0
-        self.wrapped = self._wrap(self.model)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _loader(self, data_dir: str, training: bool) -> tuple[DataLoader, DurationBatchSampler]:
@@ -205,8 +205,19 @@ class Trainer:
             return False
         path = self.checkpoint_dir / pointer.read_text().strip()
         state = load_checkpoint(path)
-        load_model_weights(self.model, state["model"], path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ctx.enabled and self.opts.strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            options = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.model, state["model"], options=options)
+            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
+        else:
+            load_model_weights(self.model, state["model"], path)
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         progress = state["progress"]
