@@ -7,7 +7,7 @@ setup:
 	bash tools/setup_env.sh
 
 recipe: setup
-	.venv/bin/speechforge config show egs/librispeech/conf/ctc_conformer_small.yaml vocab_size=256 --params
+	cd egs/librispeech && PATH=$(CURDIR)/.venv/bin:$$PATH ./run.sh
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,5 +1,10 @@
 """Learning-rate schedules: linear warm-up, then constant, Noam (inverse square root),
-linear or cosine decay to ``final_lr_ratio`` of the peak at ``total_steps``."""
+linear or cosine decay to ``final_lr_ratio`` of the peak at ``total_steps``.
+
+With a wall-clock budget (``train.max_minutes``) the decay follows whichever comes first,
+steps or time, so a time-budgeted run always ends with a fully decayed learning rate
+whatever the machine's speed.
+"""
 from __future__ import annotations
 
 import math
@@ -10,8 +15,9 @@ from torch.optim.lr_scheduler import LambdaLR
 SCHEDULES = ("constant", "noam", "linear", "cosine")
 
 
-def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int, final_lr_ratio: float) -> float:
-    """Multiplier of the peak learning rate after ``step`` optimizer steps."""
+def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int, final_lr_ratio: float, time_fraction: float = 0.0) -> float:
+    """Multiplier of the peak learning rate after ``step`` optimizer steps, with
+    ``time_fraction`` of the wall-clock budget spent (0 when there is no budget)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"scheduler.type: unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
     step = max(step, 1)
@@ -21,14 +27,26 @@ def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int, fin
         return 1.0
     if schedule == "noam":
         return math.sqrt(max(warmup_steps, 1) / step)
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    progress = min(1.0, max((step - warmup_steps) / max(1, total_steps - warmup_steps), time_fraction))
     if schedule == "linear":
         return 1.0 - (1.0 - final_lr_ratio) * progress
     return final_lr_ratio + (1.0 - final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_scheduler(
-    optimizer: Optimizer, schedule: str, warmup_steps: int, total_steps: int, final_lr_ratio: float
-) -> LambdaLR:
-    lr_factor(1, schedule, warmup_steps, total_steps, final_lr_ratio)  # fail early on a bad name
-    return LambdaLR(optimizer, lambda step: lr_factor(step, schedule, warmup_steps, total_steps, final_lr_ratio))
+class Schedule:
+    """The LambdaLR multiplier; the trainer updates ``time_fraction`` before each step."""
+
+    def __init__(self, schedule: str, warmup_steps: int, total_steps: int, final_lr_ratio: float) -> None:
+        lr_factor(1, schedule, warmup_steps, total_steps, final_lr_ratio)  # fail early on a bad name
+        self.schedule = schedule
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.final_lr_ratio = final_lr_ratio
+        self.time_fraction = 0.0
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(step, self.schedule, self.warmup_steps, self.total_steps, self.final_lr_ratio, self.time_fraction)
+
+
+def make_scheduler(optimizer: Optimizer, schedule: Schedule) -> LambdaLR:
+    return LambdaLR(optimizer, schedule)

@@ -34,7 +34,7 @@ from speechforge.text.tokenizer import Tokenizer, load_tokenizer
 from speechforge.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from speechforge.train.distributed import DistributedContext, all_reduce_flag, all_reduce_sum, init_distributed
 from speechforge.train.options import DataOptions, OptimOptions, SchedulerOptions, TrainOptions
-from speechforge.train.scheduler import make_scheduler
+from speechforge.train.scheduler import Schedule, make_scheduler
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -87,9 +87,8 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.steps_per_epoch = max(1, len(self.sampler) // self.opts.accum_grad)
         horizon = self.opts.max_steps or self.steps_per_epoch * self.opts.max_epochs
-        self.scheduler = make_scheduler(
-            self.optimizer, self.sched_opts.type, self.sched_opts.warmup_steps, horizon, self.sched_opts.final_lr_ratio
-        )
+        self.schedule = Schedule(self.sched_opts.type, self.sched_opts.warmup_steps, horizon, self.sched_opts.final_lr_ratio)
+        self.scheduler = make_scheduler(self.optimizer, self.schedule)
         self.autocast_dtype = PRECISIONS[self.opts.precision]
         self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=self.opts.precision == "fp16")
         self.step = 0
@@ -331,6 +330,8 @@ class Trainer:
             totals["grad_norm"] = float(norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.opts.max_minutes:
+            self.schedule.time_fraction = self.elapsed / (60 * self.opts.max_minutes)
         self.scheduler.step()
         return totals, True
 

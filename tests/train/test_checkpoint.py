@@ -6,7 +6,7 @@ import torch
 
 from speechforge.errors import CheckpointError
 from speechforge.train.checkpoint import average_checkpoints, load_checkpoint, load_model_weights, save_checkpoint
-from speechforge.train.scheduler import lr_factor, make_scheduler
+from speechforge.train.scheduler import Schedule, lr_factor
 
 
 def test_save_is_atomic_and_loads_with_weights_only(tmp_path, monkeypatch):
@@ -69,6 +69,15 @@ def test_schedules():
     assert lr_factor(1000, "cosine", 100, 1000, 0.1) == pytest.approx(0.1)
     assert lr_factor(550, "linear", 100, 1000, 0.0) == pytest.approx(0.5)
     assert lr_factor(400, "noam", 100, 1000, 0.0) == pytest.approx(0.5)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match="unknown schedule 'cosin'"):
-        make_scheduler(optimizer, "cosin", 10, 100, 0.0)
+        Schedule("cosin", 10, 100, 0.0)
+
+
+def test_time_budget_decays_whichever_comes_first():
+    schedule = Schedule("cosine", 10, 1000, 0.0)
+    early = schedule(100)
+    schedule.time_fraction = 1.0
+    assert schedule(100) == pytest.approx(0.0) and early > 0.9
+    schedule.time_fraction = 0.01
+    assert schedule(100) == pytest.approx(early)  # steps are further along than time
+    assert schedule(5) == pytest.approx(0.5)  # warm-up is counted in steps only
