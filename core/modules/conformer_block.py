@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from speechforge.interfaces import BlockCache, EncoderBlock
 from speechforge.modules.convolution import ConformerConvolution
+from speechforge.modules.dropout import Dropout
 from speechforge.registry import build_component
 
 
@@ -46,7 +47,7 @@ class ConformerBlock(EncoderBlock):
         self.norm_conv = nn.LayerNorm(d_model) if use_conv else None
         self.norm_ff = nn.LayerNorm(d_model)
         self.norm_final = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self,

@@ -8,10 +8,16 @@ from torch import Tensor, nn
 
 from speechforge.interfaces import FeedForward
 from speechforge.modules.activation import make_activation
+from speechforge.modules.dropout import Dropout
+from speechforge.modules.fused_linear import linear
 
 
 class PositionwiseFeedForward(FeedForward):
-    """``w_2(dropout(act(w_1 x)))``; with ``gated``, ``act(w_1 x) * w_gate x`` (GLU family)."""
+    """``w_2(dropout(act(w_1 x)))``; with ``gated``, ``act(w_1 x) * w_gate x`` (GLU family).
+
+    In inference on a CPU, ``w_1``'s bias and activation run fused into its matmul
+    (:mod:`speechforge.modules.fused_linear`).
+    """
 
     def __init__(
         self,
@@ -27,12 +33,12 @@ class PositionwiseFeedForward(FeedForward):
         self.w_1 = nn.Linear(d_model, hidden, bias=bias)
         self.w_gate = nn.Linear(d_model, hidden, bias=bias) if gated else None
         self.activation = make_activation(activation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.w_2 = nn.Linear(hidden, d_model, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x (B, T, D). Returns (B, T, D)."""
-        h = self.activation(self.w_1(x))  # (B, T, hidden)
+        h = linear(x, self.w_1.weight, self.w_1.bias, self.activation)  # (B, T, hidden)
         if self.w_gate is not None:
-            h = h * self.w_gate(x)
-        return self.w_2(self.dropout(h))
+            h = h * linear(x, self.w_gate.weight, self.w_gate.bias)
+        return linear(self.dropout(h), self.w_2.weight, self.w_2.bias)

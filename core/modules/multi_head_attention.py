@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechforge.interfaces import Attention
+from speechforge.modules.fused_linear import linear
 
 
 class MultiHeadAttention(Attention):
@@ -50,8 +51,12 @@ class MultiHeadAttention(Attention):
             bias = None
             if self.linear_q.bias is not None:
                 bias = torch.cat((self.linear_q.bias, self.linear_k.bias, self.linear_v.bias))
-            return F.linear(query, weight, bias).chunk(3, dim=-1)
-        return self.linear_q(query), self.linear_k(key), self.linear_v(value)
+            return linear(query, weight, bias).chunk(3, dim=-1)
+        return (
+            linear(query, self.linear_q.weight, self.linear_q.bias),
+            linear(key, self.linear_k.weight, self.linear_k.bias),
+            linear(value, self.linear_v.weight, self.linear_v.bias),
+        )
 
     def forward(
         self,
@@ -83,26 +88,29 @@ class MultiHeadAttention(Attention):
             empty_rows = ~mask.any(dim=-1, keepdim=True)  # (B, 1, 1|Tq, 1)
             mask = mask | empty_rows  # keep softmax finite; those rows are zeroed below
         dropout = self.dropout_p if self.training else 0.0
-        if self.use_sdpa:
+        # SDPA has no fused backward for a bias that needs a gradient: it would run its generic
+        # math kernel, slower than the in-place one below.
+        if self.use_sdpa and (bias is None or not bias.requires_grad):
             attn_mask = mask
             if bias is not None:
                 attn_mask = bias * scale
                 if mask is not None:
-                    attn_mask = attn_mask.masked_fill(~mask, float("-inf"))
+                    attn_mask = attn_mask.masked_fill_(~mask, float("-inf"))
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, scale=scale)
         else:
+            # in place: the matmul's backward does not need its output
             scores = torch.matmul(q, k.transpose(-2, -1))  # (B, H, Tq, Tk)
             if bias is not None:
-                scores = scores + bias
-            scores = scores * scale
+                scores = scores.add_(bias)
+            scores = scores.mul_(scale)
             if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
+                scores = scores.masked_fill_(~mask, float("-inf"))
             probs = F.dropout(torch.softmax(scores, dim=-1), dropout, self.training)
             out = torch.matmul(probs, v)  # (B, H, Tq, dk)
         if empty_rows is not None:
             out = out.masked_fill(empty_rows, 0.0)
         out = out.transpose(1, 2).reshape(q.size(0), q.size(2), -1)  # (B, Tq, D)
-        out = self.linear_out(out)
+        out = linear(out, self.linear_out.weight, self.linear_out.bias)
         if empty_rows is not None:
             out = out.masked_fill(empty_rows.squeeze(1), 0.0)
         return out

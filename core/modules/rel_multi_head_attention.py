@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from speechforge.modules.fused_linear import linear
 from speechforge.modules.multi_head_attention import MultiHeadAttention, _extend_with_cache
 
 
@@ -13,17 +14,21 @@ def rel_shift(scores: Tensor, key_len: int) -> Tensor:
     """Turn scores against distances into scores against key positions.
 
     Args:
-        scores: (B, H, Tq, P) with P = Tk + Tq - 1, column p holding distance Tk - 1 - p.
+        scores: (B, H, Tq, P) with P = Tk + Tq - 1, column p holding distance Tk - 1 - p; any
+            memory layout.
         key_len: Tk.
     Returns: (B, H, Tq, Tk) where [i, j] is the score for distance (Tk - Tq + i) - j, a strided
-    view of ``scores`` (no copy).
+    view of ``scores`` (no copy): row i starts i columns further left than row i - 1.
     """
-    scores = scores.contiguous()
     b, h, tq, p = scores.shape
+    batch_stride, head_stride, row_stride, col_stride = scores.stride()
+    if row_stride < col_stride:  # a layout the shifted view cannot express
+        scores = scores.contiguous()
+        batch_stride, head_stride, row_stride, col_stride = scores.stride()
     return scores.as_strided(
         (b, h, tq, key_len),
-        (h * tq * p, tq * p, p - 1, 1),
-        storage_offset=scores.storage_offset() + tq - 1,
+        (batch_stride, head_stride, row_stride - col_stride, col_stride),
+        storage_offset=scores.storage_offset() + (tq - 1) * col_stride,
     )
 
 
@@ -57,18 +62,31 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
         pos_emb: Tensor | None = None,
         cache: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
+        """Args:
+            query: (B, Tq, D); key, value: (B, Tk, D).
+            mask: (B, 1 | Tq, Tc + Tk) bool, True = attend, or None.
+            pos_emb: (1, Tc + Tk + Tq - 1, D) embeddings of distances Tc+Tk-1 ... -(Tq-1).
+            cache: (B, H, Tc, 2 * dk) keys and values of earlier chunks, or None.
+        Returns: (B, Tq, D) and the new cache (B, H, Tc + Tk, 2 * dk) or None.
+
+        The position scores are one matmul per head with the batch folded into its rows
+        ((H, B·Tq, dk) x (H, dk, P)), so the distance embeddings are neither broadcast nor
+        copied per utterance, and their gradient is one matmul instead of a sum over the batch.
+        """
         if pos_emb is None:
             raise ValueError("rel_mha needs pos_emb: use it in an encoder with pos_enc 'rel'")
         q, k, v = self.project(query, key, value)
-        q = q.view(q.size(0), q.size(1), self.heads, self.d_head)  # (B, Tq, H, dk)
+        batch, q_len = q.size(0), q.size(1)
+        q = q.view(batch, q_len, self.heads, self.d_head)  # (B, Tq, H, dk)
         k, v = self._split_heads(k), self._split_heads(v)
         k, v, new_cache = _extend_with_cache(k, v, cache)
-        p = self._split_heads(self.linear_pos(pos_emb))  # (1, H, P, dk)
-        if p.size(2) != q.size(1) + k.size(2) - 1:
+        if pos_emb.dim() != 3 or pos_emb.size(0) != 1 or pos_emb.size(1) != q_len + k.size(2) - 1:
             raise ValueError(
-                f"pos_emb covers {p.size(2)} distances, expected Tq + Tk - 1 = {q.size(1) + k.size(2) - 1}"
+                f"pos_emb must be (1, Tq + Tk - 1, D) = (1, {q_len + k.size(2) - 1}, D), got {tuple(pos_emb.shape)}"
             )
+        p = linear(pos_emb, self.linear_pos.weight).view(-1, self.heads, self.d_head).transpose(0, 1)  # (H, P, dk)
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, Tq, dk)
-        q_v = (q + self.pos_bias_v).transpose(1, 2)
-        position_scores = rel_shift(torch.matmul(q_v, p.transpose(-2, -1)), k.size(2))  # (B, H, Tq, Tk)
-        return self.attend(q_u, k, v, mask, bias=position_scores), new_cache
+        q_v = (q + self.pos_bias_v).permute(2, 0, 1, 3).reshape(self.heads, batch * q_len, self.d_head)
+        position_scores = torch.bmm(q_v, p.transpose(1, 2))  # (H, B·Tq, P)
+        position_scores = position_scores.view(self.heads, batch, q_len, -1).transpose(0, 1)  # (B, H, Tq, P)
+        return self.attend(q_u, k, v, mask, bias=rel_shift(position_scores, k.size(2))), new_cache

@@ -8,6 +8,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from speechforge.modules.dropout import Dropout
 from speechforge.modules.positional_encoding import sinusoid
 
 
@@ -18,7 +19,7 @@ class RelPositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.scale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, offset: int = 0) -> tuple[Tensor, Tensor]:
         """Args:

