@@ -8,8 +8,9 @@ Usage::
 Batch 4, d_model 256, d_inner 512, d_state 16, 2 threads, inference (no grad). For each L it
 times the forward of one ``mamba`` encoder block (``scan: chunked`` and ``scan: sequential``,
 same weights) and of the selective scan alone on that block's own scan inputs; each time is the
-best of ``--repeats`` runs after one warm-up. Prints one JSON object; ``scan_speedup_at_2000``
-is sequential / chunked block forward time at L = 2000.
+best of ``--repeats`` runs, after one warm-up call at L = 64. ``--threads`` changes the thread
+count (on a loaded machine, 2 threads measure scheduler waits more than work). Prints one JSON
+object; ``scan_speedup_at_2000`` is sequential / chunked block forward time at L = 2000.
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ QUICK_LENGTHS = (500, 2000)
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -62,8 +62,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="L in 500, 2000")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per measurement (best is kept)")
     parser.add_argument("--chunk-size", type=int, default=64, help="chunk size of the chunked scan")
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch intra-op threads")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     load_before = os.getloadavg()[0]
     blocks = {
@@ -74,6 +75,8 @@ def main() -> None:
     blocks["sequential"].load_state_dict(blocks["chunked"].state_dict())
     results = []
     with torch.no_grad():
+        for block in blocks.values():  # warm-up: thread pool, allocator
+            block(torch.randn(BATCH, 64, D_MODEL), None, None)
         for length in QUICK_LENGTHS if args.quick else LENGTHS:
             x = torch.randn(BATCH, length, D_MODEL)
             row: dict[str, float] = {"L": length}
@@ -93,7 +96,7 @@ def main() -> None:
             {
                 "benchmark": "mamba block forward, chunked vs sequential PyTorch scan, CPU, no grad",
                 "config": {"batch": BATCH, "d_model": D_MODEL, "d_inner": EXPAND * D_MODEL, "d_state": D_STATE,
-                           "threads": THREADS, "chunk_size": args.chunk_size, "repeats": args.repeats},
+                           "threads": args.threads, "chunk_size": args.chunk_size, "repeats": args.repeats},
                 "load_before": round(load_before, 2),
                 "load_after": round(os.getloadavg()[0], 2),
                 "results": results,
