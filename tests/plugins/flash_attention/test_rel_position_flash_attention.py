@@ -124,3 +124,17 @@ def test_conformer_encoder_with_flash_equals_rel_mha(chunk_size: int) -> None:
     actual, actual_lens = flash(feats, lengths, chunk_size=chunk_size)
     assert torch.equal(actual_lens, expected_lens)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+
+
+def test_causal_conformer_with_flash_streams_chunk_by_chunk() -> None:
+    """The encoder's streaming path (K/V cache, pos_emb over cache + chunk) through flash."""
+    torch.manual_seed(0)
+    encoder = ConformerEncoder(
+        input_dim=20, d_model=D_MODEL, heads=HEADS, num_blocks=2, attention={"type": "flash", "relative": True},
+        ffn={"type": "dense", "hidden": 64}, causal=True,
+    ).eval()
+    feats, lengths = torch.randn(2, 100, 20), torch.tensor([100, 61])
+    full, full_lens = encoder(feats, lengths, chunk_size=4, num_left_chunks=2)
+    streamed, _ = encoder.forward_chunk_by_chunk(feats, lengths, chunk_size=4, num_left_chunks=2)
+    valid = (torch.arange(full.size(1)) < full_lens[:, None]).unsqueeze(-1)
+    torch.testing.assert_close(streamed * valid, full * valid, atol=1e-5, rtol=0)

@@ -142,3 +142,18 @@ def test_causal_mamba_encoder_accepts_chunked_training() -> None:
     full, _ = encoder(feats, lengths)
     chunked, _ = encoder(feats, lengths, chunk_size=2)
     torch.testing.assert_close(chunked, full)  # a causal scan never looks ahead anyway
+
+
+def test_causal_mamba_encoder_streams_chunk_by_chunk() -> None:
+    """The encoder's streaming starts mamba blocks from {} and carries their conv/ssm state."""
+    torch.manual_seed(0)
+    encoder = ConformerEncoder(
+        input_dim=20, d_model=D_MODEL, heads=2, num_blocks=2, encoder_block={"type": "mamba", "use_ffn": True},
+        pos_enc="none", ffn=FFN, causal=True,
+    ).eval()
+    feats, lengths = torch.randn(3, 120, 20), torch.tensor([120, 90, 47])
+    full, full_lens = encoder(feats, lengths, chunk_size=4)
+    streamed, streamed_lens = encoder.forward_chunk_by_chunk(feats, lengths, chunk_size=4)
+    assert torch.equal(streamed_lens, full_lens)
+    valid = (torch.arange(full.size(1)) < full_lens[:, None]).unsqueeze(-1)
+    torch.testing.assert_close(streamed * valid, full * valid, atol=1e-5, rtol=0)
