@@ -9,7 +9,7 @@ Usage (ESPnet lives in its own environment, made by ``make bench-peers``)::
 Both encoders are the 12-block, 256-dim, 4-head, 2048-FFN, kernel-15 Conformer with Conv2d 4x
 subsampling and relative positions; ESPnet's weights are copied into ours with
 :func:`speechforge.convert.convert_espnet_conformer` and the outputs must agree within 1e-4
-before anything is timed. Timings are fp32 eager, ``torch.set_num_threads(2)``, taken
+before anything is timed. Timings are fp32 eager, ``torch.set_num_threads(2)`` (``--threads``), taken
 alternately (A B A B ...) after warm-up; each figure is the median. A training step is encoder
 + CTC head + CTC loss, forward and backward. Peak memory is the peak RSS growth of one step,
 each measured in a fresh subprocess. Our bf16 (autocast) and ``torch.compile`` figures are
@@ -44,7 +44,7 @@ INPUT_DIM = 80
 FRAMES = 1000  # 10 s at a 10 ms frame shift
 VOCAB = 500
 TARGET_LEN = 60
-THREADS = 2
+DEFAULT_THREADS = 2
 TOLERANCE = 1e-4
 
 OUR_CONFIG = {
@@ -190,13 +190,13 @@ def _status_bytes(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field} line")
 
 
-def memory_worker(toolkit: str, mode: str, batch: int) -> None:
+def memory_worker(toolkit: str, mode: str, batch: int, threads: int) -> None:
     """Run in a fresh process: print the peak RSS growth (bytes) of two steps of ``mode``.
 
     The high-water mark is reset right before the steps (``/proc/self/clear_refs``): a forked
     child's ``ru_maxrss`` starts from its parent's resident size, so it cannot serve here.
     """
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     if toolkit == "espnet":
         espnet_cls = load_espnet_encoder_class()
@@ -216,10 +216,10 @@ def memory_worker(toolkit: str, mode: str, batch: int) -> None:
     print(max(_status_bytes("VmHWM") - base, 0))
 
 
-def measure_memory(toolkit: str, mode: str, batch: int) -> float:
+def measure_memory(toolkit: str, mode: str, batch: int, threads: int) -> float:
     """Peak RSS growth in MiB of ``mode`` for ``toolkit``, from a fresh subprocess."""
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-worker", toolkit, mode, str(batch)],
+        [sys.executable, __file__, "--threads", str(threads), "--memory-worker", toolkit, mode, str(batch)],
         check=True,
         capture_output=True,
         text=True,
@@ -245,9 +245,7 @@ def our_variant_times(ours: nn.Module, ours_ctc: nn.Module, warmup: int, repeats
     result["ours_bf16_train_b8_s"] = t["bf16"]
     if compile_:
         compiled = torch.compile(ours)
-        compiled_ctc = OursCTC.__new__(OursCTC)
-        nn.Module.__init__(compiled_ctc)
-        compiled_ctc.encoder, compiled_ctc.ctc, compiled_ctc.loss = compiled, ours_ctc.ctc, ours_ctc.loss
+        compiled_ctc = OursCTC(compiled)
         start = time.perf_counter()
         compiled.eval()
         feats, lengths, _, _ = inputs(1)
@@ -270,21 +268,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and no torch.compile")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile figures")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="torch threads (2 is the protocol; 1 resists a loaded machine)"
+    )
     parser.add_argument("--memory-worker", nargs=3, metavar=("TOOLKIT", "MODE", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_worker:
         toolkit, mode, batch = args.memory_worker
-        memory_worker(toolkit, mode, int(batch))
+        memory_worker(toolkit, mode, int(batch), args.threads)
         return
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     warmup, repeats = (1, 3) if args.quick else (2, 7)
     espnet_cls = load_espnet_encoder_class()
     ours = build_ours()
     result: dict[str, Any] = {
         "torch": torch.__version__,
-        "threads": THREADS,
+        "threads": args.threads,
         "cpu": platform.processor() or platform.machine(),
         "loadavg_start": os.getloadavg()[0],
         "frames": FRAMES,
@@ -312,8 +313,8 @@ def main() -> None:
         result[f"{name}_train_b8_s"] = seconds
     if not args.no_memory:
         for name in models:
-            result[f"{name}_infer_b8_peak_mib"] = measure_memory(name, "infer", 8)
-            result[f"{name}_train_b8_peak_mib"] = measure_memory(name, "train", 8)
+            result[f"{name}_infer_b8_peak_mib"] = measure_memory(name, "infer", 8, args.threads)
+            result[f"{name}_train_b8_peak_mib"] = measure_memory(name, "train", 8, args.threads)
     if "espnet" in models:
         result["infer_speedup_b1"] = result["espnet_infer_b1_s"] / result["ours_infer_b1_s"]
         result["infer_speedup_b8"] = result["espnet_infer_b8_s"] / result["ours_infer_b8_s"]

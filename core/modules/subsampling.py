@@ -18,7 +18,7 @@ _LAYERS: dict[int, tuple[tuple[int, int], ...]] = {
 # Elements of the first conv's output computed at a time (2 MiB in fp32), see ``forward``,
 # and the fewest output frames per chunk, so that each conv call keeps enough work.
 _CHUNK_ELEMENTS = 1 << 19
-_MIN_CHUNK_FRAMES = 8
+_MIN_CHUNK_FRAMES = 32
 
 
 class Conv2dSubsampling(nn.Module):
