@@ -8,7 +8,8 @@
 #   ./run.sh --config conf/ctc_conformer.yaml --librispeech-root /data/LibriSpeech
 #
 # Options: --stage N, --stop-stage M, --config FILE, --tag T, --librispeech-root DIR,
-# --train-utts N and --eval-utts N (synthetic corpus sizes), --ssl-config FILE (stage 4), and
+# --train-utts N and --eval-utts N (synthetic corpus sizes), --ssl-config FILE (stage 4),
+# --avg-num N (epoch checkpoints with the lowest validation loss to average, default 2), and
 # trailing key=value config overrides for every stage that reads the config
 # (e.g. train.max_epochs=2 tokenizer.vocab_size=128).
 set -euo pipefail
@@ -22,6 +23,7 @@ librispeech_root=""
 train_utts=""
 eval_utts=""
 ssl_config=""
+avg_num=2
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     --train-utts) train_utts=$2; shift 2 ;;
     --eval-utts) eval_utts=$2; shift 2 ;;
     --ssl-config) ssl_config=$2; shift 2 ;;
+    --avg-num) avg_num=$2; shift 2 ;;
     --*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) overrides+=("$1"); shift ;;
   esac
@@ -91,7 +94,7 @@ fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log 6 "checkpoint averaging -> $exp/model_avg.pt"
-  speechforge average --exp-dir "$exp"
+  speechforge average --exp-dir "$exp" --num "$avg_num" --by valid_loss
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
