@@ -16,7 +16,8 @@ search), total time / audio time, for full context and chunks 4, 8, 16. Streamin
 is fed in pieces of one chunk's duration; the latency of a chunk is the compute time of the
 call that completed it (median and p95 over all chunks of all utterances), and the final
 rescoring latency is the time from the end of the audio to the attention-rescored result.
-``torch.set_num_threads(2)``. Ratios are against full-context ``ctc_prefix_beam_search``
+``torch.set_num_threads(2)`` unless ``--threads`` says otherwise (two threads of a
+process that gets little CPU, under ``nice`` on a busy machine, mostly wait for each other). Ratios are against full-context ``ctc_prefix_beam_search``
 measured in the same run.
 
 Prints one JSON object.
@@ -116,10 +117,11 @@ def main() -> None:
     parser.add_argument("--num-utts", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8.0, help="noise utterance length without --data")
     parser.add_argument("--beam-size", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch threads (default 2)")
     args = parser.parse_args()
     if args.exp_dir and not args.data:
         parser.error("--exp-dir needs --data (real audio for a trained model)")
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.exp_dir:
         recognizer = Recognizer(args.exp_dir)
@@ -146,7 +148,7 @@ def main() -> None:
         "audio": str(args.data) if args.data else f"noise, {args.seconds:g} s each",
         "num_utts": len(waves),
         "audio_seconds": sum(w.numel() for w in waves) / sample_rate,
-        "threads": THREADS,
+        "threads": args.threads,
         "beam_size": args.beam_size,
         "loadavg_1min": [load_before, os.getloadavg()[0]],
         "rtf": rtf,

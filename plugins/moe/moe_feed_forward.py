@@ -151,25 +151,25 @@ class MoEFeedForward(FeedForward):
         order = assigned.argsort(stable=True)  # (k * N,) assignments grouped by expert
         counts = torch.bincount(assigned, minlength=self.num_experts)  # (E,)
         self._record(logits, counts)
-        permutation = self.top_k == 1  # every frame written exactly once
         if self.capacity_factor is not None:
-            order, kept = self._apply_capacity(order, counts, num_frames)
-            permutation = permutation and bool((kept == counts).all())
-            counts = kept
+            order, counts = self._apply_capacity(order, counts, num_frames)
         frames = order % num_frames if self.top_k > 1 else order  # (M,)
+        permutation = self.top_k == 1 and frames.size(0) == num_frames  # each frame exactly once
         weights = None  # top-1 weights are 1; kept in training for the router's graph (DDP)
         if self.top_k > 1 or torch.is_grad_enabled():
             weights = torch.softmax(top_logits, dim=-1, dtype=torch.float32).to(x.dtype)  # (N, k)
             weights = weights.t().reshape(-1).index_select(0, order)  # (M,)
         sizes = counts.tolist()
-        if self._pads(sizes, frames.size(0), x.device):
-            expert_out = self._run_padded(flat.index_select(0, frames), counts, max(sizes)).to(flat.dtype)
-            if weights is not None:
-                expert_out = expert_out * weights.unsqueeze(1)
-            if permutation:
-                return torch.empty_like(flat).index_copy_(0, frames, expert_out).view_as(x)
-            return torch.zeros_like(flat).index_add_(0, frames, expert_out).view_as(x)
-        return self._run_grouped(flat, frames, weights, sizes, permutation).view_as(x)
+        expert_in = flat.index_select(0, frames)  # (M, D), one contiguous group per expert
+        out = torch.empty_like(flat) if permutation else torch.zeros_like(flat)  # (N, D)
+        if not self._pads(sizes, frames.size(0), x.device):
+            return self._run_grouped(expert_in, frames, weights, sizes, out, permutation).view_as(x)
+        expert_out = self._run_padded(expert_in, counts, max(sizes)).to(out.dtype)  # (M, D)
+        if weights is not None:
+            expert_out = expert_out * weights.unsqueeze(1)
+        if permutation:
+            return out.index_copy_(0, frames, expert_out).view_as(x)
+        return out.index_add_(0, frames, expert_out).view_as(x)
 
     def _pads(self, sizes: list[int], rows: int, device: torch.device) -> bool:
         """Whether to run the padded batched GEMM rather than one GEMM pair per expert."""
@@ -200,21 +200,26 @@ class MoEFeedForward(FeedForward):
         return linear(self.dropout(h), self.w_2[e], None if self.b_2 is None else self.b_2[e])
 
     def _run_grouped(
-        self, flat: Tensor, frames: Tensor, weights: Tensor | None, sizes: list[int], permutation: bool
+        self,
+        expert_in: Tensor,
+        frames: Tensor,
+        weights: Tensor | None,
+        sizes: list[int],
+        out: Tensor,
+        permutation: bool,
     ) -> Tensor:
-        """One GEMM pair per expert on its frames, added (top-1: copied) straight into the output.
+        """One GEMM pair per expert on its rows, added (copied for a permutation) into ``out``.
 
-        Args: flat (N, D); frames (M,) sorted by expert; weights (M,) or None (all 1);
-            sizes: rows per expert; permutation: each frame appears exactly once in ``frames``.
-        Returns: (N, D).
+        Args: expert_in (M, D) rows sorted by expert; frames (M,) their frame indices;
+            weights (M,) or None (all 1); sizes: rows per expert; out (N, D): zeros, or
+            uninitialised when ``frames`` is a permutation (each frame exactly once).
+        Returns: ``out``.
         """
-        out = torch.empty_like(flat) if permutation else torch.zeros_like(flat)
-        groups = frames.split(sizes)
         scales = weights.split(sizes) if weights is not None else [None] * len(sizes)
-        for e, (group, scale) in enumerate(zip(groups, scales)):
+        for e, (rows, group, scale) in enumerate(zip(expert_in.split(sizes), frames.split(sizes), scales)):
             if group.numel() == 0:
                 continue
-            y = self.expert(flat.index_select(0, group), e).to(flat.dtype)  # (n, D); autocast: bf16
+            y = self.expert(rows, e).to(out.dtype)  # (n, D); bf16 under autocast
             if scale is not None:
                 y = y * scale.unsqueeze(1)
             if permutation:

@@ -59,6 +59,16 @@ def test_batched_chunk_by_chunk_equals_forward_on_every_valid_frame(chunk, left)
         assert (streamed[b, :n] - full[b, :n]).abs().max() <= 1e-4
 
 
+@pytest.mark.parametrize("subsampling", [6, 8])
+def test_windows_follow_the_subsampling(subsampling):
+    model = encoder(subsampling=subsampling, subsampling_channels=8)
+    feats = torch.randn(1, 157, F)
+    full, _ = model(feats, torch.tensor([157]), 3, 1)
+    streamed, _, _ = stream_one(model, feats, 3, 1)
+    assert streamed.shape == full.shape
+    assert (streamed - full).abs().max() <= 1e-4
+
+
 def test_abs_positions_stream_with_offsets():
     model = encoder("transformer")  # absolute positional encoding needs the frame offset
     feats = torch.randn(1, 99, F)
