@@ -19,16 +19,20 @@ def _logadd(*values: float) -> float:
     return top + math.log(sum(math.exp(v - top) for v in values))
 
 
-def prefix_beam_search(log_probs: Tensor, beam_size: int, blank_id: int = 0) -> list[tuple[tuple[int, ...], float]]:
-    """N-best label sequences of one utterance with their total log-probability.
+#: prefix -> (log-prob of ending in blank, log-prob of ending in its last label)
+Beams = dict[tuple[int, ...], tuple[float, float]]
+
+
+def extend_prefix_beams(beams: Beams, log_probs: Tensor, beam_size: int, blank_id: int = 0) -> Beams:
+    """Continue a prefix beam search over more frames (streaming calls it chunk by chunk and
+    gets the same n-best as one call over the whole utterance).
 
     Each prefix keeps two scores: ending in blank and ending in its last label, so that a
     repeated label is merged only when no blank separates the two frames.
 
-    Args: log_probs (T, V) of one utterance (valid frames only).
-    Returns: up to ``beam_size`` (tokens, log-prob), best first.
+    Args: beams from the previous frames; log_probs (T, V) of the new frames.
+    Returns: the ``beam_size`` best beams after them.
     """
-    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
     frames = log_probs.float().cpu()
     top_values, top_ids = frames.topk(min(beam_size, frames.size(1)), dim=-1)  # (T, k)
     for values, ids in zip(top_values.tolist(), top_ids.tolist()):
@@ -49,6 +53,16 @@ def prefix_beam_search(log_probs: Tensor, beam_size: int, blank_id: int = 0) -> 
                     extended[1] = _logadd(extended[1], blank_end + logp, label_end + logp)
         ranked = sorted(next_beams.items(), key=lambda kv: _logadd(*kv[1]), reverse=True)
         beams = {prefix: (s[0], s[1]) for prefix, s in ranked[:beam_size]}
+    return beams
+
+
+def prefix_beam_search(log_probs: Tensor, beam_size: int, blank_id: int = 0) -> list[tuple[tuple[int, ...], float]]:
+    """N-best label sequences of one utterance with their total log-probability.
+
+    Args: log_probs (T, V) of one utterance (valid frames only).
+    Returns: up to ``beam_size`` (tokens, log-prob), best first.
+    """
+    beams = extend_prefix_beams({(): (0.0, NEG_INF)}, log_probs, beam_size, blank_id)
     return [(prefix, _logadd(*scores)) for prefix, scores in beams.items()]
 
 

@@ -2,16 +2,11 @@
 convolution caches, and a CTC prefix beam search that moves forward frame by frame."""
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 from torch import Tensor
 
-from speechforge.decode.ctc_prefix_beam_search import NEG_INF, _logadd
+from speechforge.decode.ctc_prefix_beam_search import NEG_INF, Beams, _logadd, extend_prefix_beams
 from speechforge.errors import ConfigError
-
-#: prefix -> (log-prob ending in blank, log-prob ending in its last label)
-Beams = dict[tuple[int, ...], tuple[float, float]]
 
 
 class StreamingDecoder:
@@ -111,34 +106,3 @@ class StreamingDecoder:
         self.encodings.append(ys)
         log_probs = self.model.ctc(ys)[0]  # (chunk, V)
         self.beams = extend_prefix_beams(self.beams, log_probs, self.beam_size, self.blank_id)
-
-
-def extend_prefix_beams(beams: Beams, log_probs: Tensor, beam_size: int, blank_id: int = 0) -> Beams:
-    """CTC prefix beam search (Hannun et al., 2014) continued over more frames, with the same
-    pruning as :func:`speechforge.decode.ctc_prefix_beam_search.prefix_beam_search`, so
-    streaming its frames chunk by chunk gives the same n-best as one call.
-
-    Args: beams from the previous frames; log_probs (T, V) of the new frames.
-    Returns: the beams after them.
-    """
-    frames = log_probs.float().cpu()
-    top_values, top_ids = frames.topk(min(beam_size, frames.size(1)), dim=-1)  # (T, k)
-    for values, ids in zip(top_values.tolist(), top_ids.tolist()):
-        next_beams: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
-        for prefix, (blank_end, label_end) in beams.items():
-            for logp, token in zip(values, ids):
-                if token == blank_id:
-                    entry = next_beams[prefix]
-                    entry[0] = _logadd(entry[0], blank_end + logp, label_end + logp)
-                    continue
-                last = prefix[-1] if prefix else None
-                extended = next_beams[prefix + (token,)]
-                if token == last:
-                    extended[1] = _logadd(extended[1], blank_end + logp)
-                    same = next_beams[prefix]
-                    same[1] = _logadd(same[1], label_end + logp)
-                else:
-                    extended[1] = _logadd(extended[1], blank_end + logp, label_end + logp)
-        ranked = sorted(next_beams.items(), key=lambda kv: _logadd(*kv[1]), reverse=True)
-        beams = {prefix: (s[0], s[1]) for prefix, s in ranked[:beam_size]}
-    return beams

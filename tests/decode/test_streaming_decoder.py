@@ -8,7 +8,8 @@ import torch
 
 from speechforge.builder import build_model
 from speechforge.decode.ctc_prefix_beam_search import prefix_beam_search
-from speechforge.decode.streaming_decoder import StreamingDecoder, extend_prefix_beams
+from speechforge.decode.ctc_prefix_beam_search import extend_prefix_beams
+from speechforge.decode.streaming_decoder import StreamingDecoder
 from speechforge.errors import ConfigError
 
 V = 10
