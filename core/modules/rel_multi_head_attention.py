@@ -80,9 +80,11 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
         q = q.view(batch, q_len, self.heads, self.d_head)  # (B, Tq, H, dk)
         k, v = self._split_heads(k), self._split_heads(v)
         k, v, new_cache = _extend_with_cache(k, v, cache)
-        if pos_emb.dim() != 3 or pos_emb.size(0) != 1 or pos_emb.size(1) != q_len + k.size(2) - 1:
+        if pos_emb.dim() != 3 or pos_emb.size(0) != 1:
+            raise ValueError(f"pos_emb must be (1, P, D), shared by the batch; got shape {tuple(pos_emb.shape)}")
+        if pos_emb.size(1) != q_len + k.size(2) - 1:
             raise ValueError(
-                f"pos_emb must be (1, Tq + Tk - 1, D) = (1, {q_len + k.size(2) - 1}, D), got {tuple(pos_emb.shape)}"
+                f"pos_emb covers {pos_emb.size(1)} distances, expected Tq + Tk - 1 = {q_len + k.size(2) - 1}"
             )
         p = linear(pos_emb, self.linear_pos.weight).view(-1, self.heads, self.d_head).transpose(0, 1)  # (H, P, dk)
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, Tq, dk)
