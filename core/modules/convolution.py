@@ -72,17 +72,26 @@ class ConformerConvolution(nn.Module):
                 new_cache = x[:, -self.left_context :].transpose(1, 2)  # (B, D, K - 1)
         elif cache is not None:
             raise ValueError("a streaming cache needs a causal convolution (causal: true)")
-        weight = self.depthwise_conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        x = F.conv2d(
-            x.transpose(1, 2).unsqueeze(2),  # (B, D, 1, T) channels-last view
-            weight,  # (D, 1, 1, K)
-            self.depthwise_conv.bias,
-            padding=(0, self.depthwise_conv.padding[0]),
-            groups=self.depthwise_conv.groups,
-        ).squeeze(2).transpose(1, 2)  # (B, T, D), contiguous
+        x = self._depthwise(x)
         # Batch norm over (B·T, D) rows has the statistics of BatchNorm1d over (B, D, T).
         x = self.norm(x) if isinstance(self.norm, nn.LayerNorm) else self.norm(x.flatten(0, 1)).view_as(x)
         x = linear(self.activation(x), self.pointwise_conv2.weight.squeeze(-1), self.pointwise_conv2.bias)
         if pad_mask is not None:
             x = x.masked_fill(~pad_mask.transpose(1, 2), 0.0)
         return x, new_cache
+
+    def _depthwise(self, x: Tensor) -> Tensor:
+        """Depthwise conv (B, T', D) -> (B, T, D) in the weights' dtype, outside CPU autocast.
+
+        Under CPU autocast oneDNN picks its bf16 ``brdgmm`` kernel, whose JIT generation runs
+        for minutes on some shapes (e.g. batch 3 x 1340 frames); in fp32 the op is cheap.
+        """
+        weight = self.depthwise_conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", enabled=False):  # a no-op outside CPU autocast
+            return F.conv2d(
+                x.to(weight.dtype).transpose(1, 2).unsqueeze(2),  # (B, D, 1, T) channels-last view
+                weight,  # (D, 1, 1, K)
+                self.depthwise_conv.bias,
+                padding=(0, self.depthwise_conv.padding[0]),
+                groups=self.depthwise_conv.groups,
+            ).squeeze(2).transpose(1, 2)  # (B, T, D), contiguous

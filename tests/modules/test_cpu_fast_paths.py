@@ -98,6 +98,19 @@ def test_convolution_module_equals_conv1d_formulation(causal, norm, training):
         torch.testing.assert_close(grad, ref_grad, atol=1e-4, rtol=1e-5)
 
 
+def test_depthwise_conv_runs_in_fp32_under_cpu_autocast(monkeypatch):
+    # oneDNN's bf16 depthwise kernel takes minutes to JIT for some shapes; fp32 does not
+    seen = []
+    conv2d = F.conv2d
+    monkeypatch.setattr(F, "conv2d", lambda x, w, *a, **k: seen.append((x.dtype, w.dtype)) or conv2d(x, w, *a, **k))
+    conv = ConformerConvolution(D, 7)
+    x = torch.randn(3, 20, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = conv(x)
+    assert seen == [(torch.float32, torch.float32)]
+    torch.testing.assert_close(out.float(), conv(x)[0], atol=0.05, rtol=0.05)
+
+
 def test_convolution_cache_carries_the_last_frames():
     conv = ConformerConvolution(D, 7, causal=True, norm="layer_norm").eval()
     x = torch.randn(1, 12, D)
