@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/moe.py            # full run, about 5 minutes on 2 cores
     .venv/bin/python bench/moe.py --quick    # 2 s utterances, fewer repeats: a smoke run
+    .venv/bin/python bench/moe.py --threads 1
 
 The encoders are the ``encoder`` section of ``egs/librispeech/conf/u2pp_conformer.yaml``
 (Conformer, 12 blocks, 256 dims, 4 heads, FFN 2048, kernel 15, causal convolution; full context
@@ -23,7 +24,8 @@ sets each router, on a calibration utterance, to random directions of its whiten
 the common component removed: the busiest expert then gets 1.1-1.9x its fair share of frames,
 like a trained MoE; the JSON reports the load it measured (``*_max_load_vs_fair``).
 
-Timings are fp32 eager inference (``torch.inference_mode``, eval), ``torch.set_num_threads(2)``,
+Timings are fp32 eager inference (``torch.inference_mode``, eval), ``torch.set_num_threads(2)``
+(``--threads``),
 on 10 s utterances (1000 frames of 80-dim fbank), batch 1 and 8; the encoders run alternately
 (A B C ... A B C ...) after warm-up and each figure is the median. Prints one JSON object:
 ``param_ratio`` = MoE / dense encoder parameters, ``rtf_ratio_top1_b*`` = MoE top-1 / dense
@@ -196,8 +198,9 @@ def time_alternating(runs: dict[str, Callable[[], object]], warmup: int, repeats
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 s utterances, fewer repeats: a smoke run")
+    parser.add_argument("--threads", type=int, default=THREADS, help="intra-op threads (default %(default)s)")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     dense = build(ENCODER["ffn"])
@@ -216,7 +219,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "torch": torch.__version__,
         "machine": platform.machine(),
-        "threads": THREADS,
+        "threads": args.threads,
         "load_avg_1min_before": os.getloadavg()[0],
         "encoder": f"{RECIPE.relative_to(RECIPE.parents[3])}: encoder; moe: 8 experts of its FFN in both macaron FFNs",
         "dense_params": dense_params,

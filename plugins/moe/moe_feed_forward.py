@@ -11,7 +11,8 @@ The experts' weights are stacked, ``w_1`` (E, H, D) and ``w_2`` (E, D, H), so th
 can run as one batched GEMM. Dispatch never loops over frames and never runs an expert on a
 frame it was not given: the (frame, expert) assignments are sorted by expert and every expert
 runs once on its contiguous group, either one GEMM pair per expert (``grouped``) or one
-``torch.baddbmm`` pair over groups padded to the largest (``padded``).
+``torch.baddbmm`` pair over groups padded to the largest (``padded``); the outputs are then
+gathered back into frame order and mixed with the routing weights.
 """
 from __future__ import annotations
 
@@ -153,23 +154,13 @@ class MoEFeedForward(FeedForward):
         self._record(logits, counts)
         if self.capacity_factor is not None:
             order, counts = self._apply_capacity(order, counts, num_frames)
-        frames = order % num_frames if self.top_k > 1 else order  # (M,)
-        permutation = self.top_k == 1 and frames.size(0) == num_frames  # each frame exactly once
-        weights = None  # top-1 weights are 1; kept in training for the router's graph (DDP)
-        if self.top_k > 1 or torch.is_grad_enabled():
-            weights = torch.softmax(top_logits, dim=-1, dtype=torch.float32).to(x.dtype)  # (N, k)
-            weights = weights.t().reshape(-1).index_select(0, order)  # (M,)
         sizes = counts.tolist()
-        expert_in = flat.index_select(0, frames)  # (M, D), one contiguous group per expert
-        out = torch.empty_like(flat) if permutation else torch.zeros_like(flat)  # (N, D)
-        if not self._pads(sizes, frames.size(0), x.device):
-            return self._run_grouped(expert_in, frames, weights, sizes, out, permutation).view_as(x)
-        expert_out = self._run_padded(expert_in, counts, max(sizes)).to(out.dtype)  # (M, D)
-        if weights is not None:
-            expert_out = expert_out * weights.unsqueeze(1)
-        if permutation:
-            return out.index_copy_(0, frames, expert_out).view_as(x)
-        return out.index_add_(0, frames, expert_out).view_as(x)
+        expert_in = flat.index_select(0, order % num_frames if self.top_k > 1 else order)  # (M, D)
+        if self._pads(sizes, order.size(0), x.device):
+            expert_out = self._run_padded(expert_in, counts, max(sizes))
+        else:
+            expert_out = self._run_grouped(expert_in, sizes)
+        return self._combine(expert_out.to(flat.dtype), order, top_logits, num_frames).view_as(x)
 
     def _pads(self, sizes: list[int], rows: int, device: torch.device) -> bool:
         """Whether to run the padded batched GEMM rather than one GEMM pair per expert."""
@@ -199,34 +190,16 @@ class MoEFeedForward(FeedForward):
             h = h * linear(x, self.w_gate[e], None if self.b_gate is None else self.b_gate[e])
         return linear(self.dropout(h), self.w_2[e], None if self.b_2 is None else self.b_2[e])
 
-    def _run_grouped(
-        self,
-        expert_in: Tensor,
-        frames: Tensor,
-        weights: Tensor | None,
-        sizes: list[int],
-        out: Tensor,
-        permutation: bool,
-    ) -> Tensor:
-        """One GEMM pair per expert on its rows, added (copied for a permutation) into ``out``.
+    def _run_grouped(self, expert_in: Tensor, sizes: list[int]) -> Tensor:
+        """One GEMM pair per expert on its contiguous rows.
 
-        Args: expert_in (M, D) rows sorted by expert; frames (M,) their frame indices;
-            weights (M,) or None (all 1); sizes: rows per expert; out (N, D): zeros, or
-            uninitialised when ``frames`` is a permutation (each frame exactly once).
-        Returns: ``out``.
+        Args: expert_in (M, D) rows sorted by expert; sizes: rows per expert.
+        Returns: (M, D) (bf16 under autocast).
         """
-        scales = weights.split(sizes) if weights is not None else [None] * len(sizes)
-        for e, (rows, group, scale) in enumerate(zip(expert_in.split(sizes), frames.split(sizes), scales)):
-            if group.numel() == 0:
-                continue
-            y = self.expert(rows, e).to(out.dtype)  # (n, D); bf16 under autocast
-            if scale is not None:
-                y = y * scale.unsqueeze(1)
-            if permutation:
-                out.index_copy_(0, group, y)
-            else:
-                out.index_add_(0, group, y)
-        return out
+        parts = [self.expert(rows, e) for e, rows in enumerate(expert_in.split(sizes)) if rows.size(0)]
+        if len(parts) > 1:
+            return torch.cat(parts)
+        return parts[0] if parts else expert_in
 
     def _run_padded(self, expert_in: Tensor, counts: Tensor, largest: int) -> Tensor:
         """All experts as one batched GEMM pair over groups zero-padded to ``largest`` rows.
@@ -245,6 +218,30 @@ class MoEFeedForward(FeedForward):
             h = h * _batched_linear(padded, self.w_gate, self.b_gate)
         out = _batched_linear(self.dropout(h), self.w_2, self.b_2)  # (E, C, D)
         return out.view(self.num_experts * largest, -1).index_select(0, slots)
+
+    def _combine(self, expert_out: Tensor, order: Tensor, top_logits: Tensor, num_frames: int) -> Tensor:
+        """Gather every frame's k expert outputs back into frame order and mix them.
+
+        A gather, not a scatter-add: each assignment knows its row, so no two writes meet and
+        the result is deterministic. Dropped assignments read a zero row.
+
+        Args: expert_out (M, D) sorted by expert; order (M,) their assignment ids (slot * N +
+            frame); top_logits (N, k) the selected router logits.
+        Returns: (N, D).
+        """
+        rows, assignments = expert_out.size(0), self.top_k * num_frames
+        if rows < assignments:  # capacity dropped some
+            expert_out = torch.cat([expert_out, expert_out.new_zeros(1, expert_out.size(1))])
+            row_of = torch.full((assignments,), rows, dtype=order.dtype, device=order.device)
+        else:
+            row_of = torch.empty_like(order)
+        row_of[order] = torch.arange(rows, device=order.device)  # (k * N,)
+        per_slot = expert_out.index_select(0, row_of).view(self.top_k, num_frames, -1)  # (k, N, D)
+        if self.top_k == 1 and not torch.is_grad_enabled():
+            return per_slot[0]  # the weight of a single expert is 1
+        # top-1 training keeps the constant weight 1 so the router stays in the graph (DDP)
+        weights = torch.softmax(top_logits, dim=-1, dtype=torch.float32).to(per_slot.dtype)  # (N, k)
+        return (per_slot * weights.t().unsqueeze(2)).sum(0)
 
     # -- statistics and auxiliary losses -----------------------------------------------------
     def _record(self, logits: Tensor, counts: Tensor) -> None:

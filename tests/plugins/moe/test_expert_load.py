@@ -62,3 +62,38 @@ def test_heatmap_is_a_png(tmp_path):
 def test_heatmap_rejects_ragged_counts(tmp_path):
     with pytest.raises(ValueError, match=r"row lengths \[2, 3\]"):
         plot_expert_heatmap([[1, 2, 3], [1, 2]], tmp_path / "x.png")
+
+
+def _trained_moe_exp(tmp_path, tiny_config):
+    """An experiment dir whose ``checkpoints/latest`` holds a MoE model after one forward."""
+    from speechforge.train.checkpoint import save_checkpoint
+
+    tiny_config["encoder"]["ffn"] = {"type": "moe", "num_experts": 3, "top_k": 2, "hidden": 16}
+    model = build_model(tiny_config).train()
+    model.encoder(torch.randn(2, 50, 40), torch.tensor([50, 30]))
+    save_checkpoint({"model": model.state_dict()}, tmp_path / "checkpoints" / "step_1.pt")
+    (tmp_path / "checkpoints" / "latest").write_text("step_1.pt\n")
+    return expert_counts(model)
+
+
+def test_report_section_reads_the_totals_of_the_latest_checkpoint(tmp_path, tiny_config):
+    from speechforge_plugins.moe.report import HEATMAP, expert_load_section
+
+    counts = _trained_moe_exp(tmp_path, tiny_config)
+    section = expert_load_section(tmp_path, tiny_config)
+    assert section.startswith("## Expert load (MoE)")
+    assert (tmp_path / HEATMAP).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) == len(counts) == 4  # two FFNs in each of two blocks
+    for row, layer_counts in zip(rows, counts):
+        busiest, idlest = (float(cell) for cell in row.strip("|").split("|")[2:])
+        assert busiest == round(max(layer_counts) / sum(layer_counts), 3)
+        assert idlest == round(min(layer_counts) / sum(layer_counts), 3)
+
+
+def test_report_hook_says_nothing_for_dense_or_untrained_models(tmp_path, tiny_config):
+    answers = default_host().hook.report_sections(exp_dir=tmp_path, config=tiny_config)
+    assert not any("Expert load" in s for answer in answers for s in answer)
+    tiny_config["encoder"]["ffn"] = {"type": "moe", "num_experts": 3, "top_k": 2, "hidden": 16}
+    answers = default_host().hook.report_sections(exp_dir=tmp_path, config=tiny_config)  # no checkpoint yet
+    assert not any("Expert load" in s for answer in answers for s in answer)
