@@ -41,8 +41,9 @@ class MultiHeadAttention(Attention):
         self.linear_v = nn.Linear(d_model, d_model, bias=bias)
         self.linear_out = nn.Linear(d_model, d_model, bias=bias)
 
-    def _split_heads(self, x: Tensor) -> Tensor:
-        return x.view(x.size(0), x.size(1), self.heads, self.d_head).transpose(1, 2)  # (B, H, T, dk)
+    def split_heads(self, x: Tensor) -> Tensor:
+        """(B, T, D) -> (B, H, T, dk), a view."""
+        return x.view(x.size(0), x.size(1), self.heads, self.d_head).transpose(1, 2)
 
     def project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Q, K, V projections, each (B, T, D); one fused matmul for self-attention."""
@@ -67,8 +68,8 @@ class MultiHeadAttention(Attention):
         pos_emb: Tensor | None = None,
         cache: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        q, k, v = (self._split_heads(t) for t in self.project(query, key, value))
-        k, v, new_cache = _extend_with_cache(k, v, cache)
+        q, k, v = (self.split_heads(t) for t in self.project(query, key, value))
+        k, v, new_cache = extend_with_cache(k, v, cache)
         out = self.attend(q, k, v, mask, bias=None)
         return out, new_cache
 
@@ -116,8 +117,8 @@ class MultiHeadAttention(Attention):
         return out
 
 
-def _extend_with_cache(k: Tensor, v: Tensor, cache: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Prepend cached keys/values; return the cache to carry to the next chunk."""
+def extend_with_cache(k: Tensor, v: Tensor, cache: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Prepend cached keys/values (B, H, Tc, 2 * dk); return them with the cache to carry on."""
     if cache is None:
         return k, v, None
     cached_k, cached_v = cache.chunk(2, dim=-1)

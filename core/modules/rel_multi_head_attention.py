@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from speechforge.modules.fused_linear import linear
-from speechforge.modules.multi_head_attention import MultiHeadAttention, _extend_with_cache
+from speechforge.modules.multi_head_attention import MultiHeadAttention, extend_with_cache
 
 
 def rel_shift(scores: Tensor, key_len: int) -> Tensor:
@@ -36,6 +36,7 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
     """Attention scores = content term + position term, with learned biases u and v."""
 
     uses_relative_position = True
+    component = "rel_mha"  # how error messages name it
 
     def __init__(
         self,
@@ -73,22 +74,31 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
         ((H, B·Tq, dk) x (H, dk, P)), so the distance embeddings are neither broadcast nor
         copied per utterance, and their gradient is one matmul instead of a sum over the batch.
         """
-        if pos_emb is None:
-            raise ValueError("rel_mha needs pos_emb: use it in an encoder with pos_enc 'rel'")
-        q, k, v = self.project(query, key, value)
+        q, k, v, p, new_cache = self.relative_inputs(query, key, value, pos_emb, cache)
         batch, q_len = q.size(0), q.size(1)
-        q = q.view(batch, q_len, self.heads, self.d_head)  # (B, Tq, H, dk)
-        k, v = self._split_heads(k), self._split_heads(v)
-        k, v, new_cache = _extend_with_cache(k, v, cache)
-        if pos_emb.dim() != 3 or pos_emb.size(0) != 1:
-            raise ValueError(f"pos_emb must be (1, P, D), shared by the batch; got shape {tuple(pos_emb.shape)}")
-        if pos_emb.size(1) != q_len + k.size(2) - 1:
-            raise ValueError(
-                f"pos_emb covers {pos_emb.size(1)} distances, expected Tq + Tk - 1 = {q_len + k.size(2) - 1}"
-            )
-        p = linear(pos_emb, self.linear_pos.weight).view(-1, self.heads, self.d_head).transpose(0, 1)  # (H, P, dk)
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, Tq, dk)
         q_v = (q + self.pos_bias_v).permute(2, 0, 1, 3).reshape(self.heads, batch * q_len, self.d_head)
         position_scores = torch.bmm(q_v, p.transpose(1, 2))  # (H, B·Tq, P)
         position_scores = position_scores.view(self.heads, batch, q_len, -1).transpose(0, 1)  # (B, H, Tq, P)
         return self.attend(q_u, k, v, mask, bias=rel_shift(position_scores, k.size(2))), new_cache
+
+    def relative_inputs(
+        self, query: Tensor, key: Tensor, value: Tensor, pos_emb: Tensor | None, cache: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """Projections every relative-position kernel starts from, with ``pos_emb`` checked.
+
+        Returns: q (B, Tq, H, dk); k, v (B, H, Tc + Tk, dk) with the cache prepended; p
+        (H, P, dk) projected distance embeddings; the new cache or None.
+        """
+        if pos_emb is None:
+            raise ValueError(f"{self.component} needs pos_emb: use it in an encoder with pos_enc 'rel'")
+        q, k, v = self.project(query, key, value)
+        q = q.view(q.size(0), q.size(1), self.heads, self.d_head)
+        k, v, new_cache = extend_with_cache(self.split_heads(k), self.split_heads(v), cache)
+        if pos_emb.dim() != 3 or pos_emb.size(0) != 1:
+            raise ValueError(f"pos_emb must be (1, P, D), shared by the batch; got shape {tuple(pos_emb.shape)}")
+        expected = q.size(1) + k.size(2) - 1
+        if pos_emb.size(1) != expected:
+            raise ValueError(f"pos_emb covers {pos_emb.size(1)} distances, expected Tq + Tk - 1 = {expected}")
+        p = linear(pos_emb, self.linear_pos.weight).view(-1, self.heads, self.d_head).transpose(0, 1)
+        return q, k, v, p, new_cache
