@@ -7,26 +7,13 @@
 #
 # `pip install espnet` resolves a dependency pinned to a git URL and fails without internet, so
 # espnet goes in with --no-deps and the modules its Conformer encoder imports are listed here.
-# torchaudio goes in with --no-deps for the same reason as in tools/setup_env.sh.
+# torch and torchaudio go in as for .venv (tools/torch_venv.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv-peers"
-py=${PYTHON:-python3.11}
-command -v "$py" >/dev/null || py=python3
+source "$root/tools/torch_venv.sh"
+torch_venv bench-peers
 
-if [ ! -x "$venv/bin/python" ]; then
-  echo "bench-peers: creating $venv with $($py --version)"
-  "$py" -m venv "$venv"
-fi
-pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
-
-if ! "$venv/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.14.1")' 2>/dev/null; then
-  echo "bench-peers: installing torch 2.14.1 (large; taken from the local wheel cache when present)"
-  pip install torch==2.14.1
-fi
-if ! "$venv/bin/python" -c 'import torchaudio' 2>/dev/null; then
-  pip install --no-deps torchaudio==2.11.0
-fi
 if ! "$venv/bin/python" -c 'import espnet2.asr.encoder.conformer_encoder' 2>/dev/null; then
   echo "bench-peers: installing espnet 202511 and the modules its encoders import"
   pip install --no-deps espnet==202511
