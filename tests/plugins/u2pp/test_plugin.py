@@ -22,14 +22,17 @@ def test_components_are_registered_by_the_plugin():
         assert owners[key] == "u2pp", key
 
 
-@pytest.mark.parametrize("name,params", [("u2pp_conformer", (40e6, 60e6)), ("u2pp_conformer_small", (4e6, 8e6))])
-def test_recipe_configs_build(name, params):
+@pytest.mark.parametrize(
+    "name,params,ctc_weight",
+    [("u2pp_conformer", (40e6, 60e6), 0.3), ("u2pp_conformer_small", (4e6, 8e6), 0.5)],
+)
+def test_recipe_configs_build(name, params, ctc_weight):
     config = load_config(CONF / f"{name}.yaml")
     model = build_model({**config, "vocab_size": 256})
     assert isinstance(model.decoder, BiTransformerDecoder)
     assert len(model.decoder.left_decoder.decoders) == len(model.decoder.right_decoder.decoders) == 3
     assert model.encoder.use_dynamic_chunk and all(b.conv_module.causal for b in model.encoder.blocks)
-    assert model.loss_weights == {"ctc": 0.3, "attention": 0.7}
+    assert model.loss_weights == {"ctc": ctc_weight, "attention": 1 - ctc_weight}
     assert model.losses["attention"].reverse_weight == 0.3
     assert config["decode"]["methods"] == METHODS and config["decode"]["chunk_sizes"] == [-1, 16]
     assert params[0] < sum(p.numel() for p in model.parameters()) < params[1]
