@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from speechforge.errors import SpeechforgeError
 
 #: Subcommand modules, in the order ``--help`` lists them. Each has ``add_parser`` and ``run``.
-COMMANDS = ("plugins", "config", "prepare", "cmvn", "tokenizer", "train", "average", "decode", "stream", "score", "curve", "report", "compare", "export")
+COMMANDS = ("plugins", "config", "prepare", "cmvn", "tokenizer", "lm", "train", "average", "decode", "stream", "score", "curve", "report", "compare", "export")
 
 
 def make_parser() -> argparse.ArgumentParser:

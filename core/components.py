@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from speechforge.asr_model import ASRModel
 from speechforge.decode.ctc_greedy_search import CTCGreedySearch
-from speechforge.decode.ctc_prefix_beam_search import CTCPrefixBeamSearch
+from speechforge.decode.ctc_prefix_beam_search import ctc_prefix_beam_search, ctc_prefix_beam_search_lm
 from speechforge.hookspecs import hookimpl
 from speechforge.modules.conformer_block import ConformerBlock
 from speechforge.modules.conformer_encoder import ConformerEncoder
@@ -30,4 +30,5 @@ def register_components(registry: ComponentRegistry) -> None:
     registry.register("loss", "ctc", CTCLoss)
     registry.register("task", "asr", ASRModel)
     registry.register("search", "ctc_greedy_search", CTCGreedySearch)
-    registry.register("search", "ctc_prefix_beam_search", CTCPrefixBeamSearch)
+    registry.register("search", "ctc_prefix_beam_search", ctc_prefix_beam_search)
+    registry.register("search", "ctc_prefix_beam_search_lm", ctc_prefix_beam_search_lm)

@@ -21,7 +21,7 @@ from speechforge.errors import ConfigError
 T = TypeVar("T")
 
 #: Sections read by the runtime, not the model builder.
-RUNTIME_SECTIONS = ("task", "vocab_size", "tokenizer", "data", "optim", "scheduler", "train", "decode", "quantizer")
+RUNTIME_SECTIONS = ("task", "vocab_size", "tokenizer", "lm", "data", "optim", "scheduler", "train", "decode", "quantizer")
 
 
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -72,10 +72,12 @@ def save_config(config: Mapping[str, Any], path: str | os.PathLike[str]) -> None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text to a temporary file beside ``path`` and rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; these files are meant to be shared
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -94,11 +94,12 @@ def decode_utterances(
     return result
 
 
-def method_options(recognizer: Recognizer, method: str, beam_size: int) -> dict[str, object]:
-    """``beam_size`` for the methods that take one."""
+def method_options(recognizer: Recognizer, method: str, defaults: DecodeOptions, beam_size: int) -> dict[str, object]:
+    """The decode options (``beam_size``, ``lm_weight``, ``lm_bonus``) that ``method`` takes."""
     factory = recognizer.host.registry.get("search", method).factory
-    takes_beam = "beam_size" in inspect.signature(factory).parameters
-    return {"beam_size": beam_size} if beam_size and takes_beam else {}
+    parameters = inspect.signature(factory).parameters
+    offered = {"beam_size": beam_size, "lm_weight": defaults.lm_weight, "lm_bonus": defaults.lm_bonus}
+    return {name: value for name, value in offered.items() if name in parameters and value is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     for data_dir in args.data:
         utterances = read_data_dir(data_dir)
         for method, chunk_size in itertools.product(methods, chunk_sizes):
-            options = method_options(recognizer, method, beam_size)
+            options = method_options(recognizer, method, defaults, beam_size)
             result = decode_utterances(recognizer, utterances, method, chunk_size, num_left_chunks, options, args.max_seconds)
             out_dir = args.exp_dir / "decode" / data_dir.name / method_label(method, chunk_size)
             write_table(out_dir / "hyp", result.hyps)

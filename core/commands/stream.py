@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     recognizer = Recognizer(args.exp_dir, args.checkpoint)
-    beam_size = args.beam_size or parse_section(DecodeOptions, recognizer.config, "decode").beam_size
+    defaults = parse_section(DecodeOptions, recognizer.config, "decode")
+    beam_size = args.beam_size or defaults.beam_size
     model = recognizer.model
     stream = StreamingDecoder(model, args.chunk_size, args.num_left_chunks, beam_size)
     wave = load_audio(args.audio, recognizer.sample_rate)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if method == STREAMED:
         token_ids = stream.partial()
     else:
-        search = recognizer.search(method, **method_options(recognizer, method, beam_size))
+        search = recognizer.search(method, **method_options(recognizer, method, defaults, beam_size))
         with torch.no_grad():
             token_ids = search(model, encodings, torch.tensor([encodings.size(1)]))[0]
     print(f"final ({method}): {recognizer.tokenizer.decode(token_ids)}")

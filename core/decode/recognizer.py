@@ -11,11 +11,13 @@ from speechforge.builder import build_model
 from speechforge.config import load_config
 from speechforge.data.audio import load_audio
 from speechforge.errors import CheckpointError
+from speechforge.lm.ngram_lm import NgramLM
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import load_tokenizer
 from speechforge.train.checkpoint import load_checkpoint, load_model_weights
 
 AVERAGED = "model_avg.pt"
+LM_FILE = "lm/lm.arpa"
 
 
 def find_checkpoint(exp_dir: Path) -> Path:
@@ -49,13 +51,16 @@ class Recognizer:
         load_model_weights(self.model, state["model"], self.checkpoint)
         self.host.hook.checkpoint_load(state=state, model=self.model)
         self.sample_rate = int(self.model.frontend.sample_rate)
+        lm_path = self.exp_dir / LM_FILE
+        self.lm = NgramLM.load_arpa(lm_path, self.tokenizer.pieces) if lm_path.is_file() else None
         self._searches: dict[str, object] = {}
 
     def search(self, method: str, **options: object):
-        """The registered decoding method ``method``, built with ``options`` (cached)."""
+        """The registered decoding method ``method``, built with ``options`` (cached); methods
+        that declare an ``lm`` parameter get the experiment's language model."""
         key = f"{method}:{sorted(options.items())}"
         if key not in self._searches:
-            self._searches[key] = self.host.registry.build("search", {"type": method, **options}, "decode")
+            self._searches[key] = self.host.registry.build("search", {"type": method, **options}, "decode", lm=self.lm)
         return self._searches[key]
 
     @torch.no_grad()

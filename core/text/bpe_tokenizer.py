@@ -10,7 +10,7 @@ import sentencepiece as spm
 
 from speechforge.config import atomic_write_text
 from speechforge.errors import ConfigError
-from speechforge.text.tokenizer import BLANK, UNK, Tokenizer
+from speechforge.text.tokenizer import BLANK, SOS_EOS, UNK, Tokenizer
 
 
 class BPETokenizer(Tokenizer):
@@ -54,6 +54,10 @@ class BPETokenizer(Tokenizer):
     @property
     def vocab_size(self) -> int:
         return self.sp.get_piece_size() + 1
+
+    @property
+    def pieces(self) -> list[str]:
+        return [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())] + [SOS_EOS]
 
     def encode(self, text: str) -> list[int]:
         return self.sp.encode(text)

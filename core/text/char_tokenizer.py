@@ -27,6 +27,10 @@ class CharTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return len(self.units)
 
+    @property
+    def pieces(self) -> list[str]:
+        return list(self.units)
+
     def encode(self, text: str) -> list[int]:
         return [self.index.get(SPACE if c == " " else c, 1) for c in " ".join(text.split())]
 

@@ -21,6 +21,11 @@ class Tokenizer(ABC):
     @abstractmethod
     def vocab_size(self) -> int: ...
 
+    @property
+    @abstractmethod
+    def pieces(self) -> list[str]:
+        """The unit of every id, ``pieces[i]`` for id i (language models name tokens by them)."""
+
     @abstractmethod
     def encode(self, text: str) -> list[int]: ...
 

@@ -58,3 +58,5 @@ class DecodeOptions:
     chunk_sizes: list[int] = field(default_factory=lambda: [-1])  # -1: full context
     num_left_chunks: int = -1
     beam_size: int = 10
+    lm_weight: float = 0.5  # methods with a fused LM: weight of its log-prob
+    lm_bonus: float = 1.0  # ... and score added per token

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# LibriSpeech recipe: corpus -> data dirs -> CMVN -> tokenizer -> (SSL) -> train -> average
+# LibriSpeech recipe: corpus -> data dirs -> CMVN -> tokenizer (+ n-gram LM) -> (SSL) -> train -> average
 # -> decode -> score and report. Without --librispeech-root it runs on the embedded synthetic
 # corpus (eSpeak NG speech in the LibriSpeech layout), made in stage 0.
 #
@@ -72,8 +72,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log 3 "tokenizer -> $exp/tokenizer"
+  log 3 "tokenizer -> $exp/tokenizer, n-gram LM (when lm.order > 0) -> $exp/lm"
   speechforge tokenizer --config "$config" --text "$data/$train_set/text" --exp-dir "$exp" "${overrides[@]}"
+  speechforge lm --config "$config" --text "$data/$train_set/text" --exp-dir "$exp" "${overrides[@]}"
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

@@ -35,13 +35,16 @@ def test_recipe_runs_every_stage_to_a_report(tmp_path):
     assert exp.name == "ctc_conformer_small_tiny"
     results = json.loads((exp / "results.json").read_text())
     assert {(r["set"], r["method"]) for r in results} == {
-        (s, m) for s in ("dev-clean", "test-clean") for m in ("ctc_greedy_search", "ctc_prefix_beam_search")
+        (s, m)
+        for s in ("dev-clean", "test-clean")
+        for m in ("ctc_greedy_search", "ctc_prefix_beam_search", "ctc_prefix_beam_search_lm")
     }
     for row in results:
         assert set(row) == {"set", "method", "wer", "cer", "num_utts", "rtf"}
         assert row["num_utts"] == 6 and row["wer"] >= 0 and row["rtf"] > 0
     report = (exp / "report.md").read_text()
     assert "| test-clean | ctc_greedy_search |" in report
+    assert (exp / "lm" / "lm.arpa").read_text(encoding="utf-8").lstrip().startswith("\\data\\")
     for figure in ("loss.png", "wer_curve.png", "model_avg.pt", "config.yaml"):
         assert (exp / figure).is_file(), figure
     for stage in range(9):
