@@ -1,6 +1,6 @@
 """Generate a synthetic English speech corpus in the exact LibriSpeech layout, with no download.
 
-Usage example (about 2.5 hours of training speech in one to two minutes on two cores)::
+Usage example (about 7.5 hours of training speech in about two minutes on two cores)::
 
     python tools/synth_librispeech.py --out data/synth --seed 0 --jobs 2
 
@@ -813,8 +813,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     "test-clean}. Re-running with the same settings skips finished work.")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output directory; the corpus goes to DIR/LibriSpeech")
-    parser.add_argument("--train-utts", type=_positive, default=2250, metavar="N",
-                        help="utterances in train-clean-100 (default 2250, about 2.5 hours)")
+    parser.add_argument("--train-utts", type=_positive, default=6750, metavar="N",
+                        help="utterances in train-clean-100 (default 6750, about 7.5 hours)")
     parser.add_argument("--dev-utts", type=_positive, default=200, metavar="N",
                         help="utterances in dev-clean (default 200)")
     parser.add_argument("--test-utts", type=_positive, default=200, metavar="N",
