@@ -103,7 +103,7 @@ class NgramLM:
                     current[ngram] = (count - discount) / totals[history] + gamma * _backed_off(lower, backoffs, ngram[1:])
             for history in totals:
                 if history:
-                    backoffs[history] = math.log10(discount * types[history] / totals[history]) if discount > 0 else LOG10_ZERO
+                    backoffs[history] = math.log10(discount * types[history] / totals[history])
             probs.update({g: math.log10(p) for g, p in current.items()})
             lower.update(current)
         bos = len(pieces)
