@@ -100,7 +100,8 @@ class NgramLM:
                 for ngram, count in table.items():
                     history = ngram[:-1]
                     gamma = discount * types[history] / totals[history]
-                    current[ngram] = (count - discount) / totals[history] + gamma * _backed_off(lower, backoffs, ngram[1:])
+                    # ngram[1:] is seen one order down: a continuation count or, after <s>, a count
+                    current[ngram] = (count - discount) / totals[history] + gamma * lower[ngram[1:]]
             for history in totals:
                 if history:
                     backoffs[history] = math.log10(discount * types[history] / totals[history])
@@ -203,11 +204,3 @@ def _discount(table: Counter[Ngram]) -> float:
         return 0.5
     return min(max(n1 / (n1 + 2 * n2), 0.1), 0.9)
 
-
-def _backed_off(lower: dict[Ngram, float], backoffs: dict[Ngram, float], ngram: Ngram) -> float:
-    """p(ngram[-1] | ngram[:-1]) from the orders computed so far, backing off as ARPA does."""
-    weight = 1.0
-    while ngram not in lower:
-        weight *= 10.0 ** backoffs.get(ngram[:-1], 0.0)
-        ngram = ngram[1:]
-    return weight * lower[ngram]
