@@ -9,7 +9,8 @@
 #
 # Options: --stage N, --stop-stage M, --config FILE, --tag T, --librispeech-root DIR,
 # --train-utts N and --eval-utts N (synthetic corpus sizes), --ssl-config FILE (stage 4),
-# --avg-num N (epoch checkpoints with the lowest validation loss to average, default 2), and
+# --avg-num N (epoch checkpoints with the lowest validation loss to average, default 1:
+# the small configs stop after a few epochs of a still-falling loss, where averaging hurts), and
 # trailing key=value config overrides for every stage that reads the config
 # (e.g. train.max_epochs=2 tokenizer.vocab_size=128).
 set -euo pipefail
@@ -23,7 +24,7 @@ librispeech_root=""
 train_utts=""
 eval_utts=""
 ssl_config=""
-avg_num=2
+avg_num=1
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
