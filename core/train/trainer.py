@@ -282,7 +282,7 @@ class Trainer:
                 progress.close()
             epoch_finished = self.batch_in_epoch >= len(self.sampler) + self.sampler.start_batch
             if not epoch_finished:
-                self.save(f"step_{self.step}")
+                self._end_in_partial_epoch(writer)
                 break
             valid = self.validate()
             self.elapsed = elapsed_before + time.perf_counter() - clock_start
@@ -296,6 +296,23 @@ class Trainer:
             log.warning("skipped %d utterances: %s", self.skips.total(), dict(self.skips.counts))
         if writer is not None:
             writer.close()
+
+    def _end_in_partial_epoch(self, writer: Any) -> None:
+        """The budget ran out mid-epoch: the model trained so far is the run's final one, so it
+        is validated and kept as ``epoch_<k>.pt`` (k the unfinished epoch, marked ``partial``
+        in the log) for averaging and decoding, as well as ``step_<n>.pt``. Its progress stays
+        mid-epoch and the RNG is restored after validation, so ``--resume`` with a larger
+        budget carries on exactly as if the run had not stopped, then overwrites
+        ``epoch_<k>.pt`` with the whole epoch."""
+        self.save(f"step_{self.step}")
+        rng = torch.get_rng_state(), random.getstate()
+        valid = self.validate()
+        torch.set_rng_state(rng[0])
+        random.setstate(rng[1])
+        self._record({"epoch": self.epoch + 1, "step": self.step, "elapsed": self.elapsed, "valid_loss": valid, "partial": True})
+        if writer is not None and valid is not None:
+            writer.add_scalar("valid/loss", valid, self.step)
+        self.save(f"epoch_{self.epoch + 1}")
 
     def _optimizer_step(self, window: list[Batch]) -> tuple[dict[str, float], bool]:
         """Forward/backward over the accumulated micro-batches, then one optimizer step.

@@ -105,6 +105,31 @@ def test_resume_after_sigkill_ends_with_identical_parameters(tmp_path, tiny_data
 
 
 @pytest.mark.slow
+def test_budget_stop_mid_epoch_keeps_the_final_model_and_resumes_exactly(tmp_path, tiny_data_dir, probe_path):
+    straight, conf = make_experiment(tmp_path, tiny_data_dir, "straight")
+    assert train(conf, straight, probe_path).returncode == 0
+    epoch_steps = [load_checkpoint(straight / "checkpoints" / f"epoch_{k}.pt")["progress"]["step"] for k in (1, 2)]
+    stop = epoch_steps[0] + 1
+    assert stop < epoch_steps[1], epoch_steps
+
+    stopped, conf2 = make_experiment(tmp_path, tiny_data_dir, "stopped")
+    done = train(conf2, stopped, probe_path, f"train.max_steps={stop}")
+    assert done.returncode == 0, done.stderr
+    partial = load_checkpoint(stopped / "checkpoints" / "epoch_2.pt")
+    assert partial["progress"]["step"] == stop and partial["progress"]["epoch"] == 1  # still mid-epoch
+    last = json.loads((stopped / "train_log.jsonl").read_text().splitlines()[-1])
+    assert last["partial"] and last["epoch"] == 2 and last["step"] == stop and last["valid_loss"] > 0
+
+    resumed = train(conf2, stopped, probe_path, "--resume", "train.max_steps=0")
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_checkpoint(straight / "checkpoints" / "epoch_2.pt")
+    b = load_checkpoint(stopped / "checkpoints" / "epoch_2.pt")
+    assert a["progress"] == {**b["progress"], "elapsed": a["progress"]["elapsed"]}
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_stay_in_sync(tmp_path, tiny_data_dir, probe_path):
     exp, conf = make_experiment(tmp_path, tiny_data_dir, "ddp")
     probes = tmp_path / "probes"
