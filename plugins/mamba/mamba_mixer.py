@@ -14,13 +14,14 @@ from speechforge_plugins.mamba.selective_scan import (
     selective_scan_sequential,
     selective_scan_step,
 )
+from speechforge_plugins.mamba.selective_scan_cpu import cpu_kernel_available, selective_scan_cpu
 
 try:
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 except ImportError:  # CUDA-only package; the PyTorch scans serve everywhere else
     selective_scan_fn = None
 
-SCANS = ("auto", "chunked", "sequential")
+SCANS = ("auto", "cpu_kernel", "chunked", "sequential")
 
 
 class MambaMixer(nn.Module):
@@ -79,6 +80,16 @@ class MambaMixer(nn.Module):
         """True when mamba-ssm's fused CUDA scan runs (``scan: auto``, CUDA, whole sequence)."""
         return self.scan == "auto" and selective_scan_fn is not None and x.is_cuda and not streaming
 
+    def uses_cpu_kernel(self, x: Tensor, streaming: bool) -> bool:
+        """True when the fused CPU scan runs: ``scan: cpu_kernel``, or ``scan: auto`` on CPU
+        tensors once the kernel is built (:func:`cpu_kernel_available`); not for a streamed
+        chunk of one frame, which takes one step."""
+        if streaming and x.size(1) == 1:
+            return False
+        if self.scan == "cpu_kernel":
+            return True
+        return self.scan == "auto" and x.device.type == "cpu" and cpu_kernel_available()
+
     def forward(
         self, x: Tensor, pad_mask: Tensor | None = None, cache: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
@@ -90,30 +101,30 @@ class MambaMixer(nn.Module):
         Returns: (B, L, D), zero on padded frames, and the new (conv, ssm) state when a cache
         was given, else None.
         """
-        length = x.size(1)
         valid = None if pad_mask is None else pad_mask.unsqueeze(-1)  # (B, L, 1)
         if valid is not None:
             x = x.masked_fill(~valid, 0.0)
         h, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, Din) each
-        h = h.transpose(1, 2)  # (B, Din, L)
-        if cache is None:
-            h = F.pad(h, (self.d_conv - 1, 0))  # causal: only past frames
-        else:
-            h = torch.cat((cache[0].to(h.dtype), h), dim=2)  # (B, Din, d_conv - 1 + L)
-        conv_state = h[:, :, h.size(2) - (self.d_conv - 1) :]
-        u = F.silu(F.conv1d(h, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner))  # (B, Din, L)
-        dt, B, C = self.x_proj(u.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.softplus(self.dt_proj(dt))  # (B, L, Din)
-        if valid is not None:
-            delta = delta.masked_fill(~valid, 0.0)
-        delta, B, C = delta.transpose(1, 2), B.transpose(1, 2), C.transpose(1, 2)  # (B, Din|N, L)
+        u, conv_state = self._conv(h, None if cache is None else cache[0])  # (B, L, Din)
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = self.dt_proj(dt)  # (B, L, Din), softplus's input
+        B, C = B.transpose(1, 2), C.transpose(1, 2)  # (B, N, L)
+        u, z = u.transpose(1, 2), z.transpose(1, 2)  # (B, Din, L), channel-last memory
         A = -torch.exp(self.A_log.float())  # (Din, N)
-        z = z.transpose(1, 2)  # (B, Din, L)
-        if self.uses_kernel(x, cache is not None):
+        state = None if cache is None else cache[1]
+        ssm_state = None
+        if self.uses_kernel(x, cache is not None):  # mamba-ssm, CUDA
+            delta = self._delta(dt, valid).transpose(1, 2)  # (B, Din, L)
             y = selective_scan_fn(u, delta, A, B.contiguous(), C.contiguous(), self.D.float(), z)
-            ssm_state = None
+        elif self.uses_cpu_kernel(x, cache is not None):  # softplus, D skip and gate fused
+            if valid is not None:
+                dt = dt.masked_fill(~valid, torch.finfo(dt.dtype).min)  # softplus -> delta = 0
+            y, ssm_state = selective_scan_cpu(
+                u, dt.transpose(1, 2), A, B, C, state, D=self.D.float(), z=z, delta_softplus=True
+            )  # (B, Din, L), memory (B, L, Din)
         else:
-            y, ssm_state = self._scan(u, delta, A, B, C, None if cache is None else cache[1])
+            delta = self._delta(dt, valid).transpose(1, 2)  # (B, Din, L)
+            y, ssm_state = self._scan(u, delta, A, B, C, state)
             y = (y + u * self.D.unsqueeze(-1)) * F.silu(z)  # (B, Din, L)
         out = self.out_proj(y.transpose(1, 2))  # (B, L, D)
         if valid is not None:
@@ -121,6 +132,33 @@ class MambaMixer(nn.Module):
         if cache is None:
             return out, None
         return out, (conv_state, ssm_state)
+
+    def _conv(self, h: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        """SiLU of the causal depthwise convolution, computed channel-last (a shifted
+        multiply-add per tap: no transposed copy of h, unlike ``F.conv1d``).
+
+        Args:
+            h: (B, L, Din).
+            state: (B, Din, d_conv - 1) last inputs of the previous chunk, or None (zeros).
+        Returns: u (B, L, Din) and the new state (B, Din, d_conv - 1).
+        """
+        taps = self.d_conv
+        if state is None:
+            h = F.pad(h, (0, 0, taps - 1, 0))  # (B, d_conv - 1 + L, Din)
+        else:
+            h = torch.cat((state.transpose(1, 2).to(h.dtype), h), dim=1)  # (B, d_conv - 1 + L, Din)
+        length = h.size(1) - (taps - 1)
+        weight = self.conv1d.weight[:, 0]  # (Din, d_conv)
+        u = torch.addcmul(self.conv1d.bias, h[:, :length], weight[:, 0])  # (B, L, Din)
+        for k in range(1, taps):
+            u = torch.addcmul(u, h[:, k : k + length], weight[:, k])
+        return F.silu(u), h[:, length:].transpose(1, 2)
+
+    @staticmethod
+    def _delta(dt: Tensor, valid: Tensor | None) -> Tensor:
+        """(B, L, Din) softplus(dt), 0 on padded frames."""
+        delta = F.softplus(dt)
+        return delta if valid is None else delta.masked_fill(~valid, 0.0)
 
     def _scan(
         self, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor | None

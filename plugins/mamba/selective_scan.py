@@ -26,7 +26,8 @@ chunked scan does it in large tensor operations instead of one small operation p
 Python loops thus run 2Q + L/Q times instead of L, each over (B, L/Q, N, Din) tensors. That
 helps where each operation has a fixed launch cost (GPUs); on a CPU, where the sequential
 loop's per-frame tensors are already large, both run at the element-wise throughput of PyTorch
-and take about as long (docs/plugins/mamba.md has the numbers).
+and take about as long (docs/plugins/mamba.md has the numbers); there the fused C kernel of
+``selective_scan_cpu.py`` takes over.
 """
 from __future__ import annotations
 

@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from speechforge_plugins.mamba import mamba_mixer
+from speechforge_plugins.mamba import selective_scan_cpu as kernel
 from speechforge_plugins.mamba.mamba_mixer import MambaMixer
 from speechforge_plugins.mamba.selective_scan import selective_scan_sequential
 
 D_MODEL = 24
+needs_cc = pytest.mark.skipif(
+    shutil.which(os.environ.get("CC") or "cc") is None, reason="no C compiler (cc) to build the fused CPU scan"
+)
 
 
 def make_mixer(**kwargs) -> MambaMixer:
@@ -82,8 +88,70 @@ def test_streaming_equals_whole_utterance(pieces: tuple[int, ...]) -> None:
     assert state[0].shape == (2, 48, 3) and state[1].shape == (2, 48, 16)
 
 
+def spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Counts the mixer's calls of one of its scan functions."""
+    calls, original = [], getattr(mamba_mixer, name)
+    monkeypatch.setattr(mamba_mixer, name, lambda *a, **k: calls.append(1) or original(*a, **k))
+    return calls
+
+
+def forward_backward(mixer: MambaMixer, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    mixer.zero_grad()
+    out, _ = mixer(x, valid)
+    (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+    return out.detach(), {name: p.grad.clone() for name, p in mixer.named_parameters()}
+
+
+@needs_cc
+def test_auto_runs_the_fused_cpu_kernel_in_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scan: auto`` on CPU takes the kernel (softplus, D skip and gate fused) and trains
+    like the reference: same output and parameter gradients on a padded batch."""
+    auto = make_mixer()
+    sequential = make_mixer(scan="sequential")
+    sequential.load_state_dict(auto.state_dict())
+    x = torch.randn(2, 37, D_MODEL)
+    valid = torch.arange(37) < torch.tensor([37, 20])[:, None]
+    calls = spy(monkeypatch, "selective_scan_cpu")
+    out, grads = forward_backward(auto, x, valid)
+    assert calls == [1]
+    out_ref, grads_ref = forward_backward(sequential, x, valid)
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=0)
+    for name, grad in grads_ref.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_auto_falls_back_to_the_chunked_scan_without_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    mixer = make_mixer(chunk_size=4)
+    x = torch.randn(2, 11, D_MODEL)
+    expected, _ = make_mixer(scan="sequential")(x)
+    monkeypatch.setattr(mamba_mixer, "cpu_kernel_available", lambda: False)
+    kernel_calls, chunked_calls = spy(monkeypatch, "selective_scan_cpu"), spy(monkeypatch, "selective_scan_chunked")
+    actual, _ = mixer(x)
+    assert kernel_calls == [] and chunked_calls == [1]
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
+
+
+@needs_cc
+def test_streamed_single_frames_take_one_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    mixer = make_mixer(scan="cpu_kernel")
+    x = torch.randn(2, 6, D_MODEL)
+    kernel_calls, steps = spy(monkeypatch, "selective_scan_cpu"), spy(monkeypatch, "selective_scan_step")
+    state = (torch.zeros(2, 48, 3), torch.zeros(2, 48, 16))
+    _, state = mixer(x[:, :5], None, state)  # a chunk of 5 frames: the kernel
+    mixer(x[:, 5:], None, state)  # one frame: one step
+    assert kernel_calls == [1] and steps == [1]
+
+
+def test_explicit_cpu_kernel_fails_loudly_when_it_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel, "cpu_kernel_available", lambda: False)
+    monkeypatch.setattr(kernel, "_build_error", "no C compiler: 'cc' is not on PATH")
+    mixer = make_mixer(scan="cpu_kernel")
+    with pytest.raises(RuntimeError, match="could not be built: no C compiler"):
+        mixer(torch.randn(1, 5, D_MODEL))
+
+
 def test_unknown_scan_is_rejected() -> None:
-    with pytest.raises(ValueError, match="scan must be one of auto, chunked, sequential, got 'fast'"):
+    with pytest.raises(ValueError, match="scan must be one of auto, cpu_kernel, chunked, sequential, got 'fast'"):
         MambaMixer(D_MODEL, scan="fast")
 
 

@@ -1,0 +1,222 @@
+"""The fused CPU kernel against the sequential reference: forward, every gradient, layouts,
+the fused softplus / D skip / gate, threads, and what happens when it cannot be built."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from speechforge_plugins.mamba import selective_scan_cpu as kernel
+from speechforge_plugins.mamba.selective_scan import selective_scan_sequential
+from speechforge_plugins.mamba.selective_scan_cpu import cpu_kernel_available, selective_scan_cpu
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(os.environ.get("CC") or "cc") is None, reason="no C compiler (cc) to build the fused CPU scan"
+)
+
+BATCH = 2
+SHAPES = [(6, 5), (20, 16)]  # (Din, N): a partial tile with the generic N; a full + partial tile, N = 16
+GRAD_NAMES = ("u", "delta", "A", "B", "C", "initial_state")
+
+
+def make_inputs(
+    length: int, dim: int = 6, state: int = 5, seed: int = 0, delta_shift: float = 0.0, a_scale: float = 4.0
+) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "u": torch.randn(BATCH, dim, length, generator=g),
+        "delta": F.softplus(torch.randn(BATCH, dim, length, generator=g) + delta_shift),
+        "A": -torch.rand(dim, state, generator=g) * a_scale - 0.1,
+        "B": torch.randn(BATCH, state, length, generator=g),
+        "C": torch.randn(BATCH, state, length, generator=g),
+    }
+
+
+def outputs_and_grads(scan, inputs: dict[str, torch.Tensor], initial_state: torch.Tensor | None, **kwargs):
+    """y, last state, and the gradients of a fixed random weighting of both."""
+    leaves = {k: v.clone().requires_grad_() for k, v in inputs.items()}
+    h0 = None if initial_state is None else initial_state.clone().requires_grad_()
+    y, last = scan(**leaves, initial_state=h0, **kwargs)
+    g = torch.Generator().manual_seed(1)
+    loss = (y * torch.randn(y.shape, generator=g)).sum() + (last * torch.randn(last.shape, generator=g)).sum()
+    loss.backward()
+    grads = {k: v.grad for k, v in leaves.items()}
+    grads["initial_state"] = None if h0 is None else h0.grad
+    return y.detach(), last.detach(), grads
+
+
+def assert_matches_sequential(inputs, initial_state=None, atol=1e-4, **kwargs) -> None:
+    y_ref, last_ref, grads_ref = outputs_and_grads(selective_scan_sequential, inputs, initial_state)
+    y, last, grads = outputs_and_grads(selective_scan_cpu, inputs, initial_state, **kwargs)
+    torch.testing.assert_close(y, y_ref, atol=atol, rtol=0)
+    torch.testing.assert_close(last, last_ref, atol=atol, rtol=0)
+    for name, grad in grads_ref.items():
+        torch.testing.assert_close(grads[name], grad, atol=atol, rtol=1e-4, msg=name)
+
+
+def test_the_kernel_builds_here() -> None:
+    assert cpu_kernel_available(), kernel._build_error
+
+
+@pytest.mark.parametrize("dim, state", SHAPES)
+@pytest.mark.parametrize("length", [1, 7, 64, 130])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_forward_and_gradients_equal_sequential(length: int, dim: int, state: int, with_state: bool) -> None:
+    inputs = make_inputs(length, dim, state)
+    initial_state = torch.randn(BATCH, dim, state) if with_state else None
+    assert_matches_sequential(inputs, initial_state)
+
+
+@pytest.mark.parametrize("dim, state", SHAPES)
+def test_padded_frames_with_zero_delta_leave_the_state_alone(dim: int, state: int) -> None:
+    """delta = 0 on padding: each utterance's valid outputs and last state are its own."""
+    inputs = make_inputs(70, dim, state)
+    lengths = [70, 33]
+    valid = torch.arange(70) < torch.tensor(lengths)[:, None]  # (B, L)
+    inputs["delta"] = inputs["delta"].masked_fill(~valid[:, None], 0.0)
+    assert_matches_sequential(inputs)
+    y, last = selective_scan_cpu(**inputs)
+    for b, n in enumerate(lengths):
+        alone = {k: v[b : b + 1, ..., :n] if k != "A" else v for k, v in inputs.items()}
+        y_alone, last_alone = selective_scan_sequential(**alone)
+        torch.testing.assert_close(y[b : b + 1, :, :n], y_alone, atol=1e-4, rtol=0)
+        torch.testing.assert_close(last[b : b + 1], last_alone, atol=1e-4, rtol=0)
+
+
+def test_stable_for_tiny_decays() -> None:
+    """delta * |A| up to ~1e3 per frame (decays down to e^-900): finite and exact."""
+    inputs = make_inputs(70, 20, 16, delta_shift=6.0, a_scale=100.0)
+    y, last = selective_scan_cpu(**inputs)
+    assert torch.isfinite(y).all() and torch.isfinite(last).all()
+    assert_matches_sequential(inputs, torch.randn(BATCH, 20, 16))
+
+
+def test_any_layout_is_read_without_copies() -> None:
+    """Channel-last views (as the mixer has them) give what contiguous tensors give."""
+    inputs = make_inputs(45, 20, 16)
+    channel_last = {k: v.transpose(1, 2).contiguous().transpose(1, 2) if k != "A" else v for k, v in inputs.items()}
+    xz = torch.cat((inputs["B"], inputs["C"]), dim=1).transpose(1, 2).contiguous()  # (B, L, 2N)
+    channel_last["B"], channel_last["C"] = xz[..., :16].transpose(1, 2), xz[..., 16:].transpose(1, 2)
+    assert channel_last["delta"].stride(1) == 1 and channel_last["B"].stride(1) == 1
+    expected = outputs_and_grads(selective_scan_cpu, inputs, None)
+    actual = outputs_and_grads(selective_scan_cpu, channel_last, None)
+    torch.testing.assert_close(actual[0], expected[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(actual[1], expected[1], atol=1e-6, rtol=0)
+    for name in ("u", "delta", "A", "B", "C"):
+        torch.testing.assert_close(actual[2][name], expected[2][name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_fused_softplus_skip_and_gate(padded: bool) -> None:
+    """(scan(softplus(delta)) + D u) * silu(z) and all its gradients, D and z included; the
+    lowest float as softplus's input marks a padded frame (delta exactly 0)."""
+    inputs = make_inputs(50, 20, 16)
+    g = torch.Generator().manual_seed(2)
+    raw = torch.randn(BATCH, 20, 50, generator=g) * 3
+    D, z, h0 = torch.randn(20, generator=g), torch.randn(BATCH, 20, 50, generator=g), torch.randn(BATCH, 20, 16)
+    valid = torch.arange(50) < torch.tensor([50, 21])[:, None] if padded else torch.ones(BATCH, 50, dtype=torch.bool)
+
+    def reference(u, delta, A, B, C, D, z, initial_state):
+        y, last = selective_scan_sequential(u, F.softplus(delta).masked_fill(~valid[:, None], 0.0), A, B, C, initial_state)
+        return (y + u * D[:, None]) * F.silu(z), last
+
+    def fused(u, delta, A, B, C, D, z, initial_state):
+        delta = delta.masked_fill(~valid[:, None], torch.finfo(torch.float32).min)
+        return selective_scan_cpu(u, delta, A, B, C, initial_state, D=D, z=z, delta_softplus=True)
+
+    inputs.update(delta=raw, D=D, z=z)
+    y_ref, last_ref, grads_ref = outputs_and_grads(reference, inputs, h0)
+    y, last, grads = outputs_and_grads(fused, inputs, h0)
+    torch.testing.assert_close(y, y_ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(last, last_ref, atol=1e-4, rtol=0)
+    for name, grad in grads_ref.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-4, rtol=1e-4, msg=name)
+    if padded:  # the padded utterance's state is that after its last valid frame
+        alone = selective_scan_sequential(
+            inputs["u"][1:, :, :21], F.softplus(raw[1:, :, :21]), inputs["A"], inputs["B"][1:, :, :21],
+            inputs["C"][1:, :, :21], h0[1:],
+        )[1]  # fmt: skip
+        torch.testing.assert_close(last[1:], alone, atol=1e-4, rtol=0)
+
+
+def test_threads_split_the_channels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 workers over 6 tiles (2 utterances of 40 channels) give what 1 gives."""
+    inputs = make_inputs(66, 40, 16)
+    h0 = torch.randn(BATCH, 40, 16)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    one = outputs_and_grads(selective_scan_cpu, inputs, h0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert kernel._library().selective_scan_threads(BATCH, 40, 3) == 3
+    three = outputs_and_grads(selective_scan_cpu, inputs, h0)
+    torch.testing.assert_close(three[0], one[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(three[1], one[1], atol=1e-6, rtol=0)
+    for name in GRAD_NAMES:
+        torch.testing.assert_close(three[2][name], one[2][name], atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_half_inputs_are_scanned_in_float32() -> None:
+    inputs = make_inputs(20)
+    y_ref, _ = selective_scan_sequential(**inputs)
+    y, last = selective_scan_cpu(**{k: v.bfloat16() for k, v in inputs.items()})
+    assert y.dtype == torch.bfloat16 and last.dtype == torch.float32
+    torch.testing.assert_close(y.float(), y_ref, atol=0.2, rtol=0.05)
+
+
+def test_empty_sequence_returns_the_initial_state() -> None:
+    inputs = make_inputs(0)
+    h0 = torch.randn(BATCH, 6, 5)
+    y, last = selective_scan_cpu(**inputs, initial_state=h0)
+    assert y.shape == (BATCH, 6, 0)
+    torch.testing.assert_close(last, h0)
+
+
+def test_wrong_shapes_are_named() -> None:
+    inputs = make_inputs(9)
+    inputs["B"] = inputs["B"][:, :4]
+    with pytest.raises(ValueError, match=r"B must have shape \(2, 5, 9\) for u of shape \(2, 6, 9\), got \(2, 4, 9\)"):
+        selective_scan_cpu(**inputs)
+
+
+def test_loading_leaves_denormals_alone() -> None:
+    """The library is linked without crtfastmath.o, which would switch flush-to-zero on for
+    the whole process."""
+    assert cpu_kernel_available()
+    assert (torch.tensor([1e-39]) * torch.tensor([0.5])).item() != 0.0
+
+
+@pytest.fixture
+def fresh_build(monkeypatch: pytest.MonkeyPatch):
+    """Forget the loaded library for one test (and again after it)."""
+    kernel._library.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    kernel._library.cache_clear()
+
+
+def test_builds_once_into_the_cache_dir(fresh_build: pytest.MonkeyPatch, tmp_path) -> None:
+    fresh_build.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cpu_kernel_available()
+    built = list((tmp_path / "speechforge" / "mamba").iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so", built  # no temporary files left
+    stamp = built[0].stat().st_mtime_ns
+    kernel._library.cache_clear()
+    assert cpu_kernel_available()
+    assert built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_without_a_compiler_it_warns_once_and_reports_unavailable(
+    fresh_build: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fresh_build.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fresh_build.setenv("CC", "no-such-compiler-here")
+    with caplog.at_level(logging.WARNING, logger=kernel.__name__):
+        assert not cpu_kernel_available()
+        assert not cpu_kernel_available()
+    assert len(caplog.records) == 1
+    assert "no-such-compiler-here" in caplog.records[0].getMessage()
+    with pytest.raises(RuntimeError, match="could not be built: no C compiler"):
+        selective_scan_cpu(**make_inputs(5))
