@@ -95,10 +95,17 @@ def decode_utterances(
 
 
 def method_options(recognizer: Recognizer, method: str, defaults: DecodeOptions, beam_size: int) -> dict[str, object]:
-    """The decode options (``beam_size``, ``lm_weight``, ``lm_bonus``) that ``method`` takes."""
+    """The decode options (``beam_size``, ``lm_weight``, ``lm_bonus``, ``ctc_weight``,
+    ``reverse_weight``) that ``method`` takes; unset ones leave the method's default."""
     factory = recognizer.host.registry.get("search", method).factory
     parameters = inspect.signature(factory).parameters
-    offered = {"beam_size": beam_size, "lm_weight": defaults.lm_weight, "lm_bonus": defaults.lm_bonus}
+    offered = {
+        "beam_size": beam_size,
+        "lm_weight": defaults.lm_weight,
+        "lm_bonus": defaults.lm_bonus,
+        "ctc_weight": defaults.ctc_weight,
+        "reverse_weight": defaults.reverse_weight,
+    }
     return {name: value for name, value in offered.items() if name in parameters and value is not None}
 
 

@@ -60,3 +60,5 @@ class DecodeOptions:
     beam_size: int = 10
     lm_weight: float = 0.5  # methods with a fused LM: weight of its log-prob
     lm_bonus: float = 1.0  # ... and score added per token
+    ctc_weight: float | None = None  # two-pass methods: weight of the first pass; None: the method's default
+    reverse_weight: float | None = None  # ... and of the right-to-left decoder

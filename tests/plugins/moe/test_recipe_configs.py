@@ -34,6 +34,7 @@ def test_moe_config_changes_only_the_ffns(dense, min_ratio):
     dense_model = build_model({**dense_config, "vocab_size": 64})
     moe_model = build_model({**moe_config, "vocab_size": 64})
     ffns = [m for m in moe_model.modules() if isinstance(m, MoEFeedForward)]
-    assert len(ffns) == 2 * dense_config["encoder"]["num_blocks"] + 3 + 3  # macaron pairs + decoder blocks
+    decoder_blocks = dense_config["decoder"]["num_blocks"] + dense_config["decoder"]["r_num_blocks"]
+    assert len(ffns) == 2 * dense_config["encoder"]["num_blocks"] + decoder_blocks  # macaron pairs + decoder
     ratio = sum(p.numel() for p in moe_model.parameters()) / sum(p.numel() for p in dense_model.parameters())
     assert ratio >= min_ratio
