@@ -91,6 +91,12 @@ def test_report_section_reads_the_totals_of_the_latest_checkpoint(tmp_path, tiny
         assert idlest == round(min(layer_counts) / sum(layer_counts), 3)
 
 
+def test_report_hook_of_the_loaded_plugin_gives_the_section(tmp_path, tiny_config):
+    _trained_moe_exp(tmp_path, tiny_config)
+    answers = default_host().hook.report_sections(exp_dir=tmp_path, config=tiny_config)
+    assert [s.splitlines()[0] for answer in answers for s in answer] == ["## Expert load (MoE)"]
+
+
 def test_report_hook_says_nothing_for_dense_or_untrained_models(tmp_path, tiny_config):
     answers = default_host().hook.report_sections(exp_dir=tmp_path, config=tiny_config)
     assert not any("Expert load" in s for answer in answers for s in answer)
