@@ -300,11 +300,9 @@ class Trainer:
     def _end_in_partial_epoch(self, writer: Any) -> None:
         """The budget ran out mid-epoch: the model trained so far is the run's final one, so it
         is validated and kept as ``epoch_<k>.pt`` (k the unfinished epoch, marked ``partial``
-        in the log) for averaging and decoding, as well as ``step_<n>.pt``. Its progress stays
-        mid-epoch and the RNG is restored after validation, so ``--resume`` with a larger
-        budget carries on exactly as if the run had not stopped, then overwrites
-        ``epoch_<k>.pt`` with the whole epoch."""
-        self.save(f"step_{self.step}")
+        in the log) for averaging and decoding. Its progress stays mid-epoch and the RNG is
+        restored after validation, so ``--resume`` with a larger budget carries on exactly as
+        if the run had not stopped, then overwrites ``epoch_<k>.pt`` with the whole epoch."""
         rng = torch.get_rng_state(), random.getstate()
         valid = self.validate()
         torch.set_rng_state(rng[0])
