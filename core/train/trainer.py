@@ -288,9 +288,7 @@ class Trainer:
             self.elapsed = elapsed_before + time.perf_counter() - clock_start
             self.epoch += 1
             self.batch_in_epoch = 0
-            self._record({"epoch": self.epoch, "step": self.step, "elapsed": self.elapsed, "valid_loss": valid})
-            if writer is not None and valid is not None:
-                writer.add_scalar("valid/loss", valid, self.step)
+            self._record_validation(writer, self.epoch, valid)
             self.save(f"epoch_{self.epoch}")
         if self.skips.total():
             log.warning("skipped %d utterances: %s", self.skips.total(), dict(self.skips.counts))
@@ -307,10 +305,15 @@ class Trainer:
         valid = self.validate()
         torch.set_rng_state(rng[0])
         random.setstate(rng[1])
-        self._record({"epoch": self.epoch + 1, "step": self.step, "elapsed": self.elapsed, "valid_loss": valid, "partial": True})
+        self._record_validation(writer, self.epoch + 1, valid, partial=True)
+        self.save(f"epoch_{self.epoch + 1}")
+
+    def _record_validation(self, writer: Any, epoch: int, valid: float | None, partial: bool = False) -> None:
+        """The validation loss of epoch ``epoch`` (1-based) to train_log.jsonl and tensorboard."""
+        record = {"epoch": epoch, "step": self.step, "elapsed": self.elapsed, "valid_loss": valid}
+        self._record({**record, "partial": True} if partial else record)
         if writer is not None and valid is not None:
             writer.add_scalar("valid/loss", valid, self.step)
-        self.save(f"epoch_{self.epoch + 1}")
 
     def _optimizer_step(self, window: list[Batch]) -> tuple[dict[str, float], bool]:
         """Forward/backward over the accumulated micro-batches, then one optimizer step.
