@@ -8,18 +8,23 @@ shapes a dense FFN runs about 20 % faster, and the result equals the plain ops u
 rounding (~1e-6). It has no backward, so training keeps ``F.linear``; so do autocast, which
 would not see the op, ``torch.compile``, which fuses on its own, and non-CPU devices.
 
+Given a plain weight, oneDNN reorders it into its blocked layout on every call; for a few rows
+(an MoE expert's share of an utterance) that reorder costs a good part of the matmul.
+:class:`WeightPacker` keeps reordered copies for repeated inference calls.
+
 :func:`plain_kernels` turns the fused path off, e.g. to compare against it.
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+_PREPACK = _ONEDNN and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 _enabled = True
 
 
@@ -47,7 +52,9 @@ def _onednn_epilogue(activation: nn.Module | None) -> tuple[str, str] | None:
     return None
 
 
-def _fusable(x: Tensor, weight: Tensor) -> bool:
+def fusable(x: Tensor, weight: Tensor) -> bool:
+    """Whether a fused oneDNN inference kernel may serve ``x`` and ``weight``: CPU, fp32 or
+    bf16 alike, no gradient needed, no autocast, not being compiled, not :func:`plain_kernels`."""
     return (
         _ONEDNN
         and _enabled
@@ -69,7 +76,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: nn
         activation: applied to the result (fused when it is ReLU, SiLU or GELU), or None.
     Returns: (..., out_features).
     """
-    if _fusable(x, weight):
+    if fusable(x, weight):
         epilogue = _onednn_epilogue(activation)
         if epilogue is not None:
             attr, algorithm = epilogue
@@ -77,3 +84,49 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: nn
         return activation(torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], ""))
     y = F.linear(x, weight, bias)
     return y if activation is None else activation(y)
+
+
+class WeightPacker:
+    """oneDNN-layout copies of a module's weights for :func:`linear` in CPU inference.
+
+    :meth:`pack` reorders the weights once and hands the copies back on later calls until any
+    weight changes (new storage, an in-place update such as an optimizer step or
+    ``load_state_dict``, a new dtype), when it reorders them again. The copies cost the weights'
+    memory once more; :meth:`release` frees them (e.g. when the module goes back to training).
+    """
+
+    def __init__(self) -> None:
+        self._key: list[tuple[object, ...]] | None = None
+        self._packed: list[list[Tensor] | Tensor | None] = []
+
+    def pack(self, x: Tensor, weights: Sequence[Tensor | None], rows_hint: int) -> list[list[Tensor] | Tensor | None] | None:
+        """The weights in oneDNN's layout, or None when :func:`linear` would not take the fused
+        path for ``x`` (gradients, autocast, another device or dtype, an inference tensor): then
+        the caller keeps the plain weights.
+
+        Args:
+            x: the input that the weights will meet.
+            weights: (O, I) weights, packed as one tensor, or (E, O, I) stacks, packed as a list
+                of E tensors; None entries stay None.
+            rows_hint: about how many rows of ``x`` each call will have (oneDNN's layout choice).
+        """
+        present = [w for w in weights if w is not None]
+        if not (_PREPACK and present and all(fusable(x, w) and not w.is_inference() for w in present)):
+            return None
+        key = [None if w is None else (w.data_ptr(), w._version, w.dtype, tuple(w.shape)) for w in weights]
+        if key != self._key:
+            self._packed = [_reorder(w, rows_hint) for w in weights]
+            self._key = key
+        return self._packed
+
+    def release(self) -> None:
+        """Drop the copies; the next :meth:`pack` makes new ones."""
+        self._key, self._packed = None, []
+
+
+def _reorder(weight: Tensor | None, rows_hint: int) -> list[Tensor] | Tensor | None:
+    if weight is None:
+        return None
+    if weight.dim() == 3:
+        return [torch.ops.mkldnn._reorder_linear_weight(w, rows_hint) for w in weight.detach()]
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)

@@ -26,7 +26,7 @@ from speechforge.errors import ConfigError
 from speechforge.interfaces import FeedForward
 from speechforge.modules.activation import make_activation
 from speechforge.modules.dropout import Dropout
-from speechforge.modules.fused_linear import linear
+from speechforge.modules.fused_linear import WeightPacker, linear
 
 DISPATCHES = ("auto", "grouped", "padded")
 
@@ -60,6 +60,9 @@ class MoEFeedForward(FeedForward):
     Expert ``e`` holds ``w_1[e]`` (H, D), ``w_2[e]`` (D, H) (and ``w_gate[e]``), laid out like
     the ``nn.Linear`` weights of core's dense FFN, so a dense checkpoint copies into any expert
     and each expert runs core's fused linear kernels (:mod:`speechforge.modules.fused_linear`).
+    In CPU inference those read oneDNN-layout copies of the expert weights, made once by a
+    :class:`~speechforge.modules.fused_linear.WeightPacker` (an expert's few frames per call
+    would otherwise pay a weight reorder per GEMM) and dropped when the layer trains again.
 
     Expert load is counted while training: per expert, the (frame, expert) assignments the
     router made since the last :meth:`pop_step_counts` and since construction; the running total
@@ -121,6 +124,7 @@ class MoEFeedForward(FeedForward):
         self.dropout = Dropout(dropout)
         self.reset_parameters()
         self.router_state: RouterState | None = None
+        self._packer = WeightPacker()
         # rows: routed since the last pop, dropped since the last pop, routed in total
         self._counts = torch.zeros(3, num_experts, dtype=torch.long)
 
@@ -143,6 +147,8 @@ class MoEFeedForward(FeedForward):
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Args: x (B, T, D). Returns (B, T, D)."""
+        if self.training:
+            self._packer.release()
         flat = x.reshape(-1, x.size(-1))  # (N, D)
         num_frames = flat.size(0)
         logits = self.gate(flat)  # (N, E)
@@ -185,10 +191,12 @@ class MoEFeedForward(FeedForward):
 
     def expert(self, x: Tensor, e: int) -> Tensor:
         """Expert ``e`` on its rows, exactly core's dense FFN: (n, D) -> (n, D)."""
-        h = linear(x, self.w_1[e], None if self.b_1 is None else self.b_1[e], self.activation)  # (n, H)
-        if self.w_gate is not None:
-            h = h * linear(x, self.w_gate[e], None if self.b_gate is None else self.b_gate[e])
-        return linear(self.dropout(h), self.w_2[e], None if self.b_2 is None else self.b_2[e])
+        packed = self._packer.pack(x, (self.w_1, self.w_gate, self.w_2), x.size(0))
+        w_1, w_gate, w_2 = (self.w_1, self.w_gate, self.w_2) if packed is None else packed
+        h = linear(x, w_1[e], None if self.b_1 is None else self.b_1[e], self.activation)  # (n, H)
+        if w_gate is not None:
+            h = h * linear(x, w_gate[e], None if self.b_gate is None else self.b_gate[e])
+        return linear(self.dropout(h), w_2[e], None if self.b_2 is None else self.b_2[e])
 
     def _run_grouped(self, expert_in: Tensor, sizes: list[int]) -> Tensor:
         """One GEMM pair per expert on its contiguous rows.

@@ -11,7 +11,7 @@ from torch import nn
 import speechforge.modules.subsampling as subsampling
 from speechforge.modules.convolution import ConformerConvolution
 from speechforge.modules.dropout import Dropout
-from speechforge.modules.fused_linear import linear, plain_kernels
+from speechforge.modules.fused_linear import WeightPacker, linear, plain_kernels
 from speechforge.modules.subsampling import Conv2dSubsampling
 from speechforge.plugins import default_host
 
@@ -49,6 +49,44 @@ def test_fused_linear_keeps_autograd_when_a_gradient_is_needed():
     F.silu(F.linear(xr, wr)).sum().backward()
     torch.testing.assert_close(x.grad, xr.grad)
     torch.testing.assert_close(w.grad, wr.grad)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64])
+def test_packed_weights_give_the_plain_weights_results(rows):
+    w, stack, b = torch.randn(24, 16), torch.randn(3, 24, 16), torch.randn(24)
+    x = torch.randn(rows, 16)
+    with torch.no_grad():
+        packed = WeightPacker().pack(x, (w, None, stack), rows_hint=8)
+        if packed is None:
+            pytest.skip("no oneDNN weight reorder in this build")
+        single, absent, per_expert = packed
+        assert absent is None and len(per_expert) == 3
+        torch.testing.assert_close(linear(x, single, b, nn.SiLU()), F.silu(F.linear(x, w, b)), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(linear(x, per_expert[2], None), F.linear(x, stack[2]), atol=1e-5, rtol=1e-5)
+
+
+def test_packed_weights_follow_every_weight_change():
+    w = nn.Parameter(torch.randn(24, 16))
+    x, packer = torch.randn(5, 16), WeightPacker()
+    with torch.no_grad():
+        first = packer.pack(x, (w,), 5)
+        if first is None:
+            pytest.skip("no oneDNN weight reorder in this build")
+        assert packer.pack(x, (w,), 5)[0] is first[0]  # unchanged weight: the same copy
+        w.mul_(2.0)  # in place, as an optimizer step or load_state_dict does
+        torch.testing.assert_close(linear(x, packer.pack(x, (w,), 5)[0]), F.linear(x, w), atol=1e-5, rtol=1e-5)
+        w.data = torch.randn(24, 16)  # new storage
+        torch.testing.assert_close(linear(x, packer.pack(x, (w,), 5)[0]), F.linear(x, w), atol=1e-5, rtol=1e-5)
+
+
+def test_weights_are_not_packed_where_linear_would_not_fuse():
+    w = nn.Parameter(torch.randn(24, 16))
+    x, packer = torch.randn(5, 16), WeightPacker()
+    assert packer.pack(x, (w,), 5) is None  # a gradient is needed
+    with torch.no_grad():
+        assert packer.pack(x.double(), (w,), 5) is None  # dtype mismatch
+        with plain_kernels():
+            assert packer.pack(x, (w,), 5) is None
 
 
 @pytest.mark.parametrize("factor", [4, 6, 8])

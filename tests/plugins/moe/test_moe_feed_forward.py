@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from speechforge.errors import ConfigError
 from speechforge.modules.feed_forward import PositionwiseFeedForward
+from speechforge.modules.fused_linear import plain_kernels
 from speechforge.registry import build_component
 from speechforge_plugins.moe.moe_feed_forward import MoEFeedForward
 
@@ -255,3 +256,27 @@ def test_runs_under_bf16_autocast(dispatch, top_k):
         with torch.autocast("cpu", dtype=torch.bfloat16), torch.set_grad_enabled(grad):
             out = layer(x)
         torch.testing.assert_close(out, naive(layer, x).detach(), atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_inference_with_packed_expert_weights_equals_the_plain_kernels(top_k):
+    layer = MoEFeedForward(d_model=D, num_experts=4, top_k=top_k, hidden=H, dispatch="grouped").eval()
+    x = torch.randn(2, 9, D)
+    with torch.no_grad():
+        with plain_kernels():
+            expected = layer(x)
+        torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+        layer.w_2.add_(0.5)  # the packed copies must follow the weights
+        with plain_kernels():
+            expected = layer(x)
+        torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_training_drops_the_packed_expert_weights():
+    layer = MoEFeedForward(d_model=D, num_experts=4, top_k=1, hidden=H, dispatch="grouped").eval()
+    x = torch.randn(1, 9, D)
+    with torch.no_grad():
+        layer(x)
+    assert layer._packer._packed  # inference made the copies
+    layer.train()(x).sum().backward()
+    assert not layer._packer._packed  # a training forward freed them
