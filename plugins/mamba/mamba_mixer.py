@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechforge.modules.fused_linear import fusable, linear
 from speechforge_plugins.mamba.selective_scan import (
     selective_scan_chunked,
     selective_scan_sequential,
@@ -22,6 +23,7 @@ except ImportError:  # CUDA-only package; the PyTorch scans serve everywhere els
     selective_scan_fn = None
 
 SCANS = ("auto", "cpu_kernel", "chunked", "sequential")
+_FUSED_CONV = hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 class MambaMixer(nn.Module):
@@ -104,10 +106,10 @@ class MambaMixer(nn.Module):
         valid = None if pad_mask is None else pad_mask.unsqueeze(-1)  # (B, L, 1)
         if valid is not None:
             x = x.masked_fill(~valid, 0.0)
-        h, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, Din) each
-        u, conv_state = self._conv(h, None if cache is None else cache[0])  # (B, L, Din)
-        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = self.dt_proj(dt)  # (B, L, Din), softplus's input
+        u, conv_state = self._conv(x, None if cache is None else cache[0])  # (B, L, Din)
+        z = linear(x, self.in_proj.weight[self.d_inner :])  # (B, L, Din), the gate half
+        dt, B, C = linear(u, self.x_proj.weight).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = linear(dt, self.dt_proj.weight, self.dt_proj.bias)  # (B, L, Din), softplus's input
         B, C = B.transpose(1, 2), C.transpose(1, 2)  # (B, N, L)
         u, z = u.transpose(1, 2), z.transpose(1, 2)  # (B, Din, L), channel-last memory
         A = -torch.exp(self.A_log.float())  # (Din, N)
@@ -126,33 +128,46 @@ class MambaMixer(nn.Module):
             delta = self._delta(dt, valid).transpose(1, 2)  # (B, Din, L)
             y, ssm_state = self._scan(u, delta, A, B, C, state)
             y = (y + u * self.D.unsqueeze(-1)) * F.silu(z)  # (B, Din, L)
-        out = self.out_proj(y.transpose(1, 2))  # (B, L, D)
+        out = linear(y.transpose(1, 2), self.out_proj.weight)  # (B, L, D)
         if valid is not None:
             out = out.masked_fill(~valid, 0.0)
         if cache is None:
             return out, None
         return out, (conv_state, ssm_state)
 
-    def _conv(self, h: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
-        """SiLU of the causal depthwise convolution, computed channel-last (a shifted
-        multiply-add per tap: no transposed copy of h, unlike ``F.conv1d``).
+    def _conv(self, x: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The in_proj half that feeds the scan, then SiLU of its causal depthwise convolution.
+
+        Computed channel-last: (B, L, Din) memory is a channels-last (B, Din, 1, L) image, whose
+        depthwise Conv2d oneDNN runs without a transposed copy (in CPU inference with the SiLU
+        fused in: about 4x faster than a multiply-add per tap). The left context is the
+        previous chunk's last inputs, or zero frames put in front of x: in_proj has no bias, so
+        they project to zeros and h comes out already padded.
 
         Args:
-            h: (B, L, Din).
-            state: (B, Din, d_conv - 1) last inputs of the previous chunk, or None (zeros).
+            x: (B, L, D) block input.
+            state: (B, Din, d_conv - 1) last conv inputs of the previous chunk, or None (zeros).
         Returns: u (B, L, Din) and the new state (B, Din, d_conv - 1).
         """
-        taps = self.d_conv
+        context = self.d_conv - 1
+        weight_h = self.in_proj.weight[: self.d_inner]  # (Din, D)
         if state is None:
-            h = F.pad(h, (0, 0, taps - 1, 0))  # (B, d_conv - 1 + L, Din)
+            h = linear(F.pad(x, (0, 0, context, 0)), weight_h)  # (B, d_conv - 1 + L, Din)
         else:
+            h = linear(x, weight_h)
             h = torch.cat((state.transpose(1, 2).to(h.dtype), h), dim=1)  # (B, d_conv - 1 + L, Din)
-        length = h.size(1) - (taps - 1)
-        weight = self.conv1d.weight[:, 0]  # (Din, d_conv)
-        u = torch.addcmul(self.conv1d.bias, h[:, :length], weight[:, 0])  # (B, L, Din)
-        for k in range(1, taps):
-            u = torch.addcmul(u, h[:, k : k + length], weight[:, k])
-        return F.silu(u), h[:, length:].transpose(1, 2)
+        new_state = h[:, h.size(1) - context :].transpose(1, 2)
+        weight = self.conv1d.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (Din, 1, 1, K)
+        image = h.transpose(1, 2).unsqueeze(2)  # (B, Din, 1, d_conv - 1 + L), a channels-last view
+        if fusable(image, weight) and _FUSED_CONV:
+            u = torch.ops.mkldnn._convolution_pointwise(
+                image, weight, self.conv1d.bias, [0, 0], [1, 1], [1, 1], self.d_inner, "swish", [], ""
+            )
+            return u.squeeze(2).transpose(1, 2), new_state
+        # outside CPU autocast: oneDNN's bf16 depthwise kernel can take minutes to generate
+        with torch.autocast(x.device.type, enabled=False):
+            u = F.conv2d(image.to(weight.dtype), weight, self.conv1d.bias, groups=self.d_inner)
+        return F.silu(u.squeeze(2).transpose(1, 2)), new_state
 
     @staticmethod
     def _delta(dt: Tensor, valid: Tensor | None) -> Tensor:

@@ -44,6 +44,9 @@ SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.c"
 COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC")
 LINK_FLAGS = ("-shared",)
 LIBS = ("-lm", "-lpthread")
+# Linked by soname (libgomp.so.1), the library binds to the OpenMP runtime torch has loaded, so
+# the scan shares torch's worker threads instead of adding its own beside them.
+OPENMP_FLAGS = ("-fopenmp",)
 CHECKPOINT_EVERY = 64  # frames between stored states (the backward recomputes the rest)
 
 _build_error: str | None = None
@@ -93,23 +96,16 @@ def _run(command: list[str]) -> None:
 
 
 def _build() -> ctypes.CDLL:
-    """Compiles the kernel unless a build of this source and these flags is cached; loads it."""
+    """Compiles the kernel unless a build of this source and these flags is cached; loads it.
+    With OpenMP when the compiler has it, else with pthreads."""
     compiler = shutil.which(os.environ.get("CC") or "cc")
     if compiler is None:
         raise RuntimeError(f"no C compiler: {os.environ.get('CC') or 'cc'!r} is not on PATH")
-    flags = " ".join(COMPILE_FLAGS + LINK_FLAGS + LIBS)
-    key = hashlib.sha256(
-        b"\0".join([SOURCE.read_bytes(), compiler.encode(), flags.encode(), platform.machine().encode(),
-                    _cpu_signature().encode()])
-    ).hexdigest()[:16]  # fmt: skip
-    target = cache_dir() / f"selective_scan_cpu-{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
-            obj, lib = os.path.join(tmp, "scan.o"), os.path.join(tmp, "scan.so")
-            _run([compiler, *COMPILE_FLAGS, "-c", str(SOURCE), "-o", obj])
-            _run([compiler, *LINK_FLAGS, obj, "-o", lib, *LIBS])
-            os.replace(lib, target)  # atomic: concurrent builds each write their own temp dir
+    try:
+        target = _compile(compiler, OPENMP_FLAGS)
+    except RuntimeError as err:
+        log.info("building the fused CPU selective scan without OpenMP: %s", err)
+        target = _compile(compiler, ())
     lib = ctypes.CDLL(str(target))
     lib.selective_scan_threads.argtypes = [ctypes.c_int64] * 3
     lib.selective_scan_threads.restype = ctypes.c_int64
@@ -119,6 +115,26 @@ def _build() -> ctypes.CDLL:
         getattr(lib, name).argtypes = [ctypes.POINTER(_ScanArgs)]
         getattr(lib, name).restype = ctypes.c_int
     return lib
+
+
+def _compile(compiler: str, extra: tuple[str, ...]) -> Path:
+    """The cached shared library built with ``extra`` flags (compile and link), building it first
+    when missing."""
+    compile_flags, link_flags = COMPILE_FLAGS + extra, LINK_FLAGS + extra
+    flags = " ".join(compile_flags + link_flags + LIBS)
+    key = hashlib.sha256(
+        b"\0".join([SOURCE.read_bytes(), compiler.encode(), flags.encode(), platform.machine().encode(),
+                    _cpu_signature().encode()])
+    ).hexdigest()[:16]  # fmt: skip
+    target = cache_dir() / f"selective_scan_cpu-{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+            obj, lib = os.path.join(tmp, "scan.o"), os.path.join(tmp, "scan.so")
+            _run([compiler, *compile_flags, "-c", str(SOURCE), "-o", obj])
+            _run([compiler, *link_flags, obj, "-o", lib, *LIBS])
+            os.replace(lib, target)  # atomic: concurrent builds each write their own temp dir
+    return target
 
 
 @functools.cache

@@ -8,8 +8,8 @@
  *     y[t]     = sum_n C[b, t, n] h[t, n]
  *     out[t]   = (y[t] + D[d] u[t]) * silu(z[t])     (D and z optional, as in mamba-ssm)
  *
- * The channels of each utterance are cut into tiles of TILE, spread over pthreads (not
- * OpenMP: torch ships its own libgomp). For each frame, a tile reads delta and u of its
+ * The channels of each utterance are cut into tiles of TILE, spread over the threads of
+ * torch's OpenMP runtime (pthreads when built without OpenMP; see run_tiles). For each frame, a tile reads delta and u of its
  * channels (softplus applied), updates its (N, TILE) states, vectorised over the channels
  * (per frame and state one exp and three multiply-adds, no horizontal sums), and writes
  * (y + D u) * silu(z). A thread runs all its tiles of an utterance frame by frame together,
@@ -41,6 +41,9 @@
  */
 #include <math.h>
 #include <pthread.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,8 +107,24 @@ static inline float exp_approx(float x) {
     return p * scale.f;
 }
 
+/* log(1 + e) for 0 <= e <= 1 as 2 atanh(s), s = e / (2 + e) <= 1/3, by its odd series up to
+ * s^13 (truncation below 1e-8): plain arithmetic, so the loops calling it stay vector code
+ * (libm's log1pf is a scalar call per element). */
+static inline float log1p_unit(float e) {
+    const float s = e / (2.0f + e), s2 = s * s;
+    float q = 1.0f / 13.0f;
+    q = q * s2 + 1.0f / 11.0f;
+    q = q * s2 + 1.0f / 9.0f;
+    q = q * s2 + 1.0f / 7.0f;
+    q = q * s2 + 1.0f / 5.0f;
+    q = q * s2 + 1.0f / 3.0f;
+    q = q * s2 + 1.0f;
+    return 2.0f * s * q;
+}
+
+/* softplus(v) = max(v, 0) + log(1 + exp(-|v|)) */
 static inline float softplus(float v) {
-    const float s = log1pf(exp_approx(v < SOFTPLUS_LINEAR ? v : SOFTPLUS_LINEAR));
+    const float s = (v > 0.0f ? v : 0.0f) + log1p_unit(exp_approx(-fabsf(v)));
     return v > SOFTPLUS_LINEAR ? v : (v < SOFTPLUS_ZERO ? 0.0f : s);
 }
 
@@ -391,21 +410,46 @@ static void *backward_task(void *arg) {
     return NULL;
 }
 
-/* Splits the tiles over p->threads workers (the caller's thread is worker 0). Returns 0, or
- * 1 when a worker ran out of memory. */
-static int run_tiles(const scan_args *p, void *(*fn)(void *)) {
+static void init_tasks(const scan_args *p, scan_task *tasks) {
     const int64_t tiles = p->batch * ((p->din + TILE - 1) / TILE), threads = p->threads;
-    scan_task tasks[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    int started[MAX_THREADS];
     for (int64_t i = 0; i < threads; ++i) {
         tasks[i].p = p;
         tasks[i].tile_begin = tiles * i / threads;
         tasks[i].tile_end = tiles * (i + 1) / threads;
         tasks[i].tid = i;
         tasks[i].status = 0;
-        started[i] = 0;
     }
+}
+
+#ifdef _OPENMP
+/* Splits the tiles over p->threads workers of the process's OpenMP runtime: loaded after
+ * torch, this library binds to the libgomp torch already loaded, so the scan runs on torch's
+ * own worker threads, which are still spinning from the projection before it, instead of
+ * competing with them for the cores. Returns 0, or 1 when a worker ran out of memory. */
+static int run_tiles(const scan_args *p, void *(*fn)(void *)) {
+    scan_task tasks[MAX_THREADS];
+    init_tasks(p, tasks);
+    int64_t ran = 0;
+#pragma omp parallel num_threads((int)p->threads)
+    {
+#pragma omp single
+        ran = omp_get_num_threads();
+        /* implicit barrier: ran is set; a smaller team than asked shares out the rest */
+        for (int64_t i = omp_get_thread_num(); i < p->threads; i += ran) fn(&tasks[i]);
+    }
+    int status = 0;
+    for (int64_t i = 0; i < p->threads; ++i) status = tasks[i].status ? tasks[i].status : status;
+    return status;
+}
+#else
+/* Splits the tiles over p->threads pthreads (the caller's thread is worker 0). Returns 0, or
+ * 1 when a worker ran out of memory. */
+static int run_tiles(const scan_args *p, void *(*fn)(void *)) {
+    const int64_t threads = p->threads;
+    scan_task tasks[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    init_tasks(p, tasks);
     for (int64_t i = 1; i < threads; ++i) {
         if (pthread_create(&ids[i], NULL, fn, &tasks[i]) == 0) {
             started[i] = 1;
@@ -421,6 +465,7 @@ static int run_tiles(const scan_args *p, void *(*fn)(void *)) {
     }
     return status;
 }
+#endif
 
 /* Channels per tile: ckpt and y are kept in tile order (see the top). */
 int64_t selective_scan_tile(void) { return TILE; }

@@ -53,6 +53,32 @@ def test_standard_initialisation() -> None:
     assert mixer.dt_proj.weight.abs().max() <= bound
 
 
+def reference_mixer(mixer: MambaMixer, x: torch.Tensor) -> torch.Tensor:
+    """The layer written out channels-first with ``F.conv1d``, as mamba-ssm's reference path."""
+    h, z = mixer.in_proj(x).transpose(1, 2).chunk(2, dim=1)  # (B, Din, L) each
+    length = x.size(1)
+    u = F.silu(F.conv1d(h, mixer.conv1d.weight, mixer.conv1d.bias, padding=mixer.d_conv - 1, groups=mixer.d_inner))
+    u = u[..., :length]  # the causal outputs
+    dt, B, C = mixer.x_proj(u.transpose(1, 2)).split([mixer.dt_rank, mixer.d_state, mixer.d_state], dim=-1)
+    delta = F.softplus(mixer.dt_proj(dt)).transpose(1, 2)  # (B, Din, L)
+    A = -torch.exp(mixer.A_log)
+    y, _ = selective_scan_sequential(u, delta, A, B.transpose(1, 2), C.transpose(1, 2))
+    y = (y + u * mixer.D[:, None]) * F.silu(z)
+    return mixer.out_proj(y.transpose(1, 2))
+
+
+@pytest.mark.parametrize("scan", ["auto", "chunked"])
+@pytest.mark.parametrize("length,d_conv", [(29, 4), (2, 4), (9, 1)])
+def test_layer_equals_the_channels_first_reference(scan: str, length: int, d_conv: int) -> None:
+    mixer = make_mixer(scan=scan, chunk_size=8, d_conv=d_conv)
+    x = torch.randn(2, length, D_MODEL)
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(x)[0], reference_mixer(mixer, x), atol=1e-5, rtol=1e-4)
+    grads = torch.autograd.grad(mixer(x)[0].square().sum(), mixer.conv1d.weight)[0]
+    expected = torch.autograd.grad(reference_mixer(mixer, x).square().sum(), mixer.conv1d.weight)[0]
+    torch.testing.assert_close(grads, expected, atol=1e-4, rtol=1e-4)
+
+
 def test_chunked_and_sequential_scans_agree() -> None:
     chunked = make_mixer(scan="chunked", chunk_size=8)
     sequential = make_mixer(scan="sequential")

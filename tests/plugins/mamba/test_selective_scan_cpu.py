@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -220,3 +222,35 @@ def test_without_a_compiler_it_warns_once_and_reports_unavailable(
     assert "no-such-compiler-here" in caplog.records[0].getMessage()
     with pytest.raises(RuntimeError, match="could not be built: no C compiler"):
         selective_scan_cpu(**make_inputs(5))
+
+
+def test_loading_adds_no_openmp_runtime() -> None:
+    """The kernel binds to the OpenMP runtime torch loaded rather than bringing its own."""
+    assert cpu_kernel_available()  # built (cached) for the child below
+    script = (
+        "import torch\n"
+        "def runtimes():\n"
+        "    with open('/proc/self/maps') as maps:\n"
+        "        return {l.split()[-1] for l in maps if 'libgomp' in l or 'libiomp' in l}\n"
+        "before = runtimes()\n"
+        "from speechforge_plugins.mamba.selective_scan_cpu import cpu_kernel_available\n"
+        "assert cpu_kernel_available()\n"
+        "print(sorted(runtimes() - before))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_without_openmp_it_builds_with_pthreads(fresh_build: pytest.MonkeyPatch, tmp_path) -> None:
+    """A compiler that rejects the OpenMP flags still gives a working kernel (threads: pthreads)."""
+    inputs = make_inputs(66, 40, 16)
+    expected = outputs_and_grads(selective_scan_cpu, inputs, None)
+    kernel._library.cache_clear()
+    fresh_build.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fresh_build.setattr(kernel, "OPENMP_FLAGS", ("-fno-such-openmp-flag",))
+    fresh_build.setattr(torch, "get_num_threads", lambda: 3)
+    assert cpu_kernel_available()
+    got = outputs_and_grads(selective_scan_cpu, inputs, None)
+    torch.testing.assert_close(got[0], expected[0], atol=1e-6, rtol=0)
+    for name in GRAD_NAMES:
+        torch.testing.assert_close(got[2][name], expected[2][name], atol=1e-5, rtol=1e-5, msg=name)
