@@ -64,6 +64,7 @@ class BlockStackEncoder(Encoder):
         use_dynamic_left_chunk: bool = False,
         static_chunk_size: int = 0,
         max_dynamic_chunk: int = 25,
+        full_context_prob: float = 0.5,
     ) -> None:
         super().__init__()
         encoder_block = encoder_block if encoder_block is not None else {"type": self.default_block}
@@ -71,7 +72,9 @@ class BlockStackEncoder(Encoder):
         pos_enc = pos_enc if pos_enc is not None else self.default_pos_enc
         if pos_enc not in POS_ENCODINGS:
             raise ConfigError(f"pos_enc: must be one of {', '.join(POS_ENCODINGS)}, got {pos_enc!r}")
-        _check_chunk_options(use_dynamic_chunk, use_dynamic_left_chunk, static_chunk_size, max_dynamic_chunk)
+        _check_chunk_options(
+            use_dynamic_chunk, use_dynamic_left_chunk, static_chunk_size, max_dynamic_chunk, full_context_prob
+        )
         ffn = ffn if ffn is not None else {"type": "dense"}
         self.output_dim = d_model
         self.heads = heads
@@ -81,6 +84,7 @@ class BlockStackEncoder(Encoder):
         self.use_dynamic_left_chunk = use_dynamic_left_chunk
         self.static_chunk_size = static_chunk_size
         self.max_dynamic_chunk = max_dynamic_chunk
+        self.full_context_prob = full_context_prob
         self.pos_enc = {
             "rel": RelPositionalEncoding(d_model, pos_dropout),
             "abs": PositionalEncoding(d_model, pos_dropout),
@@ -115,10 +119,11 @@ class BlockStackEncoder(Encoder):
     def sample_chunk(self, num_frames: int) -> tuple[int, int]:
         """A training batch's chunk (WeNet's dynamic chunk training).
 
-        Draw c in [1, num_frames); above num_frames / 2 the batch gets full context, else a
-        chunk of ``c % max_dynamic_chunk + 1`` frames, so about half the batches train the
-        non-streaming case and the rest spread over chunks 1 ... ``max_dynamic_chunk``. With
-        ``use_dynamic_left_chunk`` the left context is drawn too, from 0 to the chunks there are.
+        Draw c in [1, num_frames); in the top ``full_context_prob`` of that range the batch
+        gets full context, else a chunk of ``c % max_dynamic_chunk + 1`` frames, so that share
+        of the batches (WeNet: half) trains the non-streaming case and the rest spread over
+        chunks 1 ... ``max_dynamic_chunk``. With ``use_dynamic_left_chunk`` the left context
+        is drawn too, from 0 to the chunks there are.
 
         Args: num_frames: T' of the batch after subsampling.
         Returns: (chunk_size, num_left_chunks), chunk_size -1 for full context.
@@ -126,7 +131,7 @@ class BlockStackEncoder(Encoder):
         if num_frames < 2:
             return -1, -1
         drawn = int(torch.randint(1, num_frames, (1,)))
-        if drawn > num_frames // 2:
+        if drawn > int(num_frames * (1.0 - self.full_context_prob)):
             return -1, -1
         chunk = drawn % self.max_dynamic_chunk + 1
         if not self.use_dynamic_left_chunk:
@@ -312,7 +317,7 @@ class BlockStackEncoder(Encoder):
         return torch.cat(outputs, dim=1), out_lens
 
 
-def _check_chunk_options(dynamic: bool, dynamic_left: bool, static: int, max_dynamic: int) -> None:
+def _check_chunk_options(dynamic: bool, dynamic_left: bool, static: int, max_dynamic: int, full_prob: float) -> None:
     if static < 0:
         raise ConfigError(f"static_chunk_size: must be >= 0 (0: none), got {static}")
     if dynamic and static:
@@ -323,3 +328,5 @@ def _check_chunk_options(dynamic: bool, dynamic_left: bool, static: int, max_dyn
         raise ConfigError("use_dynamic_left_chunk: needs use_dynamic_chunk: true")
     if max_dynamic < 1:
         raise ConfigError(f"max_dynamic_chunk: must be >= 1, got {max_dynamic}")
+    if not 0.0 <= full_prob < 1.0:
+        raise ConfigError(f"full_context_prob: must be in [0, 1) (1 would never train a chunk), got {full_prob}")

@@ -105,6 +105,16 @@ def test_dynamic_chunk_sampling_bounds():
     assert model.sample_chunk(1) == (-1, -1)
 
 
+@pytest.mark.parametrize("share", [0.5, 0.8, 0.0])
+def test_full_context_share_of_dynamic_chunks(share):
+    model = encoder(use_dynamic_chunk=True, full_context_prob=share).train()
+    torch.manual_seed(0)
+    draws = [model.sample_chunk(400)[0] for _ in range(4000)]
+    full = sum(chunk == -1 for chunk in draws) / len(draws)
+    assert abs(full - share) < 0.03
+    assert {chunk for chunk in draws if chunk != -1} == set(range(1, 26))  # every chunk size still drawn
+
+
 def test_dynamic_chunk_only_while_training_and_static_chunk_always():
     dynamic = encoder(use_dynamic_chunk=True)
     assert dynamic.resolve_chunk(0, -1, 100) == (-1, -1)  # eval: full context
@@ -132,6 +142,7 @@ def test_static_chunk_forward_equals_explicit_chunk():
         ({"static_chunk_size": 4, "use_dynamic_chunk": True}, "static_chunk_size: 4 conflicts with use_dynamic_chunk"),
         ({"use_dynamic_left_chunk": True}, "use_dynamic_left_chunk: needs use_dynamic_chunk: true"),
         ({"use_dynamic_chunk": True, "max_dynamic_chunk": 0}, "max_dynamic_chunk: must be >= 1, got 0"),
+        ({"use_dynamic_chunk": True, "full_context_prob": 1.0}, r"full_context_prob: must be in \[0, 1\)"),
     ],
 )
 def test_chunk_options_are_checked(extra, message):
