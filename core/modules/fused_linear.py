@@ -86,6 +86,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: nn
     return y if activation is None else activation(y)
 
 
+#: a packed (O, I) weight, the packed slices of an (E, O, I) stack, or None for an absent weight
+Packed = Tensor | list[Tensor] | None
+
+
 class WeightPacker:
     """oneDNN-layout copies of a module's weights for :func:`linear` in CPU inference.
 
@@ -97,9 +101,9 @@ class WeightPacker:
 
     def __init__(self) -> None:
         self._key: list[tuple[object, ...]] | None = None
-        self._packed: list[list[Tensor] | Tensor | None] = []
+        self._packed: list[Packed] = []
 
-    def pack(self, x: Tensor, weights: Sequence[Tensor | None], rows_hint: int) -> list[list[Tensor] | Tensor | None] | None:
+    def pack(self, x: Tensor, weights: Sequence[Tensor | None], rows_hint: int) -> list[Packed] | None:
         """The weights in oneDNN's layout, or None when :func:`linear` would not take the fused
         path for ``x`` (gradients, autocast, another device or dtype, an inference tensor): then
         the caller keeps the plain weights.
@@ -124,7 +128,7 @@ class WeightPacker:
         self._key, self._packed = None, []
 
 
-def _reorder(weight: Tensor | None, rows_hint: int) -> list[Tensor] | Tensor | None:
+def _reorder(weight: Tensor | None, rows_hint: int) -> Packed:
     if weight is None:
         return None
     if weight.dim() == 3:

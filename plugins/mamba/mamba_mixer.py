@@ -139,10 +139,11 @@ class MambaMixer(nn.Module):
         """The in_proj half that feeds the scan, then SiLU of its causal depthwise convolution.
 
         Computed channel-last: (B, L, Din) memory is a channels-last (B, Din, 1, L) image, whose
-        depthwise Conv2d oneDNN runs without a transposed copy (in CPU inference with the SiLU
-        fused in: about 4x faster than a multiply-add per tap). The left context is the
-        previous chunk's last inputs, or zero frames put in front of x: in_proj has no bias, so
-        they project to zeros and h comes out already padded.
+        depthwise Conv2d oneDNN runs without a transposed copy (in fp32 CPU inference with the
+        SiLU fused in: about 4x faster than a multiply-add per tap), in the weights' dtype
+        outside autocast. The left context is the previous chunk's last inputs, or zero frames
+        put in front of x: in_proj has no bias, so they project to zeros and h comes out
+        already padded.
 
         Args:
             x: (B, L, D) block input.
@@ -159,12 +160,12 @@ class MambaMixer(nn.Module):
         new_state = h[:, h.size(1) - context :].transpose(1, 2)
         weight = self.conv1d.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (Din, 1, 1, K)
         image = h.transpose(1, 2).unsqueeze(2)  # (B, Din, 1, d_conv - 1 + L), a channels-last view
-        if fusable(image, weight) and _FUSED_CONV:
+        if _FUSED_CONV and image.dtype == torch.float32 and fusable(image, weight):
             u = torch.ops.mkldnn._convolution_pointwise(
                 image, weight, self.conv1d.bias, [0, 0], [1, 1], [1, 1], self.d_inner, "swish", [], ""
             )
             return u.squeeze(2).transpose(1, 2), new_state
-        # outside CPU autocast: oneDNN's bf16 depthwise kernel can take minutes to generate
+        # oneDNN's bf16 depthwise kernel, which autocast would pick, can take minutes to generate
         with torch.autocast(x.device.type, enabled=False):
             u = F.conv2d(image.to(weight.dtype), weight, self.conv1d.bias, groups=self.d_inner)
         return F.silu(u.squeeze(2).transpose(1, 2)), new_state
