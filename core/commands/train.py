@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from speechforge.config import load_config
+from speechforge.train.distributed import close_distributed
 from speechforge.train.trainer import Trainer
 
 
@@ -29,8 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    trainer = Trainer(load_config(args.config, args.overrides), args.exp_dir)
-    if args.resume:
-        trainer.resume()
-    trainer.train()
+    try:
+        trainer = Trainer(load_config(args.config, args.overrides), args.exp_dir)
+        if args.resume:
+            trainer.resume()
+        trainer.train()
+    except BaseException:
+        close_distributed(wait=False)
+        raise
+    close_distributed()
     return 0

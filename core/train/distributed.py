@@ -39,6 +39,18 @@ def init_distributed() -> DistributedContext:
     return DistributedContext(rank, local_rank, world_size, device)
 
 
+def close_distributed(wait: bool = True) -> None:
+    """Close the process group, after every rank got here when ``wait``: PyTorch asks for
+    ``destroy_process_group`` before exit, since gloo work left to the interpreter's
+    finalization can abort it. Without ``wait`` (a rank that failed), it closes at once:
+    waiting for ranks that will never come would hang."""
+    if not dist.is_initialized():
+        return
+    if wait:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def all_reduce_flag(flag: bool, context: DistributedContext) -> bool:
     """True on every rank when it is True on any rank."""
     if not context.enabled:
