@@ -16,6 +16,7 @@ from speechforge.modules.subsampling import Conv2dSubsampling
 from speechforge.plugins import default_host
 
 D = 32
+NO_REORDER = "runs where torch has oneDNN's weight reorder (mkldnn._reorder_linear_weight); this build has none"
 
 
 def encoder(use_sdpa: bool = True, num_blocks: int = 2) -> nn.Module:
@@ -58,7 +59,7 @@ def test_packed_weights_give_the_plain_weights_results(rows):
     with torch.no_grad():
         packed = WeightPacker().pack(x, (w, None, stack), rows_hint=8)
         if packed is None:
-            pytest.skip("no oneDNN weight reorder in this build")
+            pytest.skip(NO_REORDER)
         single, absent, per_expert = packed
         assert absent is None and len(per_expert) == 3
         torch.testing.assert_close(linear(x, single, b, nn.SiLU()), F.silu(F.linear(x, w, b)), atol=1e-5, rtol=1e-5)
@@ -71,7 +72,7 @@ def test_packed_weights_follow_every_weight_change():
     with torch.no_grad():
         first = packer.pack(x, (w,), 5)
         if first is None:
-            pytest.skip("no oneDNN weight reorder in this build")
+            pytest.skip(NO_REORDER)
         assert packer.pack(x, (w,), 5)[0] is first[0]  # unchanged weight: the same copy
         w.mul_(2.0)  # in place, as an optimizer step or load_state_dict does
         torch.testing.assert_close(linear(x, packer.pack(x, (w,), 5)[0]), F.linear(x, w), atol=1e-5, rtol=1e-5)
