@@ -31,12 +31,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        trainer = Trainer(load_config(args.config, args.overrides), args.exp_dir)
-        if args.resume:
-            trainer.resume()
-        trainer.train()
+        _train(args)
     except BaseException:
         close_distributed(wait=False)
         raise
-    close_distributed()
+    close_distributed()  # the trainer is gone, so the process group can be freed
     return 0
+
+
+def _train(args: argparse.Namespace) -> None:
+    trainer = Trainer(load_config(args.config, args.overrides), args.exp_dir)
+    if args.resume:
+        trainer.resume()
+    trainer.train()

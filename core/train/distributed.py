@@ -1,11 +1,27 @@
 """torchrun integration: one process per device, gloo on CPU, nccl on CUDA."""
 from __future__ import annotations
 
+import gc
+import importlib
+import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+# DTensor memoizes sharding and redistribution plans keyed by specs whose DeviceMesh holds the
+# process group (FSDP's parameters are DTensors). (module, attribute path, clear method); private
+# torch names, so a missing one is skipped with a warning rather than failing the run's end.
+_DTENSOR_CACHES = (
+    ("torch.distributed.tensor.debug", "_clear_sharding_prop_cache", None),
+    ("torch.distributed.tensor._redistribute", "clear_redistribute_planner_cache", None),
+    ("torch.distributed.tensor._redistribute", "_gen_transform_infos", "cache_clear"),
+    ("torch.distributed.tensor._collective_utils", "MeshTopoInfo.build_from_mesh", "cache_clear"),
+)
 
 
 @dataclass(frozen=True)
@@ -35,20 +51,50 @@ def init_distributed() -> DistributedContext:
     else:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
+        # Its functions bind ``group=group.WORLD`` as default arguments at import; imported after
+        # the group starts (torch.distributed.fsdp imports it), they would hold it for good.
+        importlib.import_module("torch.distributed.nn.functional")
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistributedContext(rank, local_rank, world_size, device)
 
 
 def close_distributed(wait: bool = True) -> None:
-    """Close the process group, after every rank got here when ``wait``: PyTorch asks for
-    ``destroy_process_group`` before exit, since gloo work left to the interpreter's
-    finalization can abort it. Without ``wait`` (a rank that failed), it closes at once:
-    waiting for ranks that will never come would hang."""
+    """Close the process group, after every rank got here when ``wait``. Without ``wait`` (a
+    rank that failed), it only unregisters the group: waiting for ranks that never come hangs.
+
+    ``destroy_process_group`` only unregisters the group; the group, with gloo's worker threads,
+    lives while anything references it. A worker thread that drops the last reference to a
+    finished collective frees its tensors, which needs the GIL; during interpreter shutdown
+    Python ends that thread inside a noexcept destructor and the rank aborts ("terminate called
+    without an active exception"). So the group is freed here, its destructor joining those
+    threads while Python still runs. The caller must have dropped the model first (FSDP and DDP
+    state hold the group)."""
     if not dist.is_initialized():
         return
-    if wait:
-        dist.barrier()
+    if not wait:
+        dist.destroy_process_group()
+        return
+    dist.barrier()
+    group = dist.group.WORLD
     dist.destroy_process_group()
+    _clear_dtensor_caches()
+    gc.collect()  # FSDP state and DTensors sit in reference cycles
+    if sys.getrefcount(group) > 2:  # ``group`` and getrefcount's own argument
+        log.warning("the process group is still referenced after closing; its threads may outlive the interpreter")
+    del group  # the last reference: ProcessGroupGloo's destructor joins its threads
+
+
+def _clear_dtensor_caches() -> None:
+    if "torch.distributed.tensor" not in sys.modules:
+        return
+    for module_name, path, method in _DTENSOR_CACHES:
+        target = importlib.import_module(module_name)
+        try:
+            for name in path.split("."):
+                target = getattr(target, name)
+            (getattr(target, method) if method else target)()
+        except AttributeError:
+            log.warning("torch has no %s.%s any more: DTensor's caches may keep the process group alive", module_name, path)
 
 
 def all_reduce_flag(flag: bool, context: DistributedContext) -> bool:
