@@ -13,11 +13,17 @@ F = 40
 KERNEL = 5
 
 
-def encoder(kind: str = "conformer", **extra):
+def encoder(kind: str = "conformer", conv_norm: str | None = "layer_norm", **extra):
     config = {"type": kind, "d_model": 32, "heads": 4, "num_blocks": 2, "causal": True, "ffn": {"type": "dense", "hidden": 48}}
     if kind == "conformer":
-        config["encoder_block"] = {"type": "conformer", "conv_kernel": KERNEL, "conv_norm": "layer_norm"}
-    return build_component("encoder", {**config, **extra}, "encoder", input_dim=F).eval()
+        config["encoder_block"] = {"type": "conformer", "conv_kernel": KERNEL, "conv_norm": conv_norm}
+    model = build_component("encoder", {**config, **extra}, "encoder", input_dim=F).eval()
+    for module in model.modules():  # trained-looking statistics, so batch norm is no identity
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.normal_(1.0, 0.2)
+    return model
 
 
 def stream_one(model, feats: torch.Tensor, chunk: int, left: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -33,10 +39,10 @@ def stream_one(model, feats: torch.Tensor, chunk: int, left: int) -> tuple[torch
     return torch.cat(outs, dim=1), att, cnn
 
 
-@pytest.mark.parametrize("kind", ["conformer", "transformer"])
+@pytest.mark.parametrize("kind,conv_norm", [("conformer", "layer_norm"), ("conformer", "batch_norm"), ("transformer", None)])
 @pytest.mark.parametrize("chunk,left", [(4, -1), (4, 1), (3, 0), (8, 2)])
-def test_forward_chunk_equals_chunk_masked_forward(kind, chunk, left):
-    model = encoder(kind)
+def test_forward_chunk_equals_chunk_masked_forward(kind, conv_norm, chunk, left):
+    model = encoder(kind, conv_norm)
     feats = torch.randn(1, 117, F)
     full, _ = model(feats, torch.tensor([117]), chunk, left)
     streamed, att, cnn = stream_one(model, feats, chunk, left)
