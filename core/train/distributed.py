@@ -88,12 +88,12 @@ def _clear_dtensor_caches() -> None:
     if "torch.distributed.tensor" not in sys.modules:
         return
     for module_name, path, method in _DTENSOR_CACHES:
-        target = importlib.import_module(module_name)
         try:
+            target = importlib.import_module(module_name)
             for name in path.split("."):
                 target = getattr(target, name)
             (getattr(target, method) if method else target)()
-        except AttributeError:
+        except (ImportError, AttributeError):
             log.warning("torch has no %s.%s any more: DTensor's caches may keep the process group alive", module_name, path)
 
 
