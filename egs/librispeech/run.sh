@@ -55,7 +55,7 @@ log() { echo "$(date '+%Y-%m-%d %H:%M:%S') [stage $1] $2" >&2; }
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if [ -z "$librispeech_root" ]; then
     log 0 "synthetic corpus -> $corpus"
-    python ../../tools/synth_librispeech.py --out "$corpus" ${train_utts:+--train-utts "$train_utts"} \
+    python ../../tools/synth_librispeech --out "$corpus" ${train_utts:+--train-utts "$train_utts"} \
       ${eval_utts:+--dev-utts "$eval_utts" --test-utts "$eval_utts"}
   else
     log 0 "using LibriSpeech at $librispeech_root"

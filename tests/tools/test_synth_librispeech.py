@@ -1,10 +1,12 @@
-"""Tests for tools/synth_librispeech.py: LibriSpeech layout, clean transcripts, real audio,
+"""Tests for tools/synth_librispeech: LibriSpeech layout, clean transcripts, real audio,
 byte-exact determinism, held-out dev/test material, resume and skip behaviour."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import random
 import re
 import shutil
 import subprocess
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "synth_librispeech.py"
+PACKAGE = Path(__file__).resolve().parents[2] / "tools" / "synth_librispeech"
 SPLITS = ("train-clean-100", "dev-clean", "test-clean")
 SIZES = {"train-clean-100": 8, "dev-clean": 3, "test-clean": 3}
 TINY = ["--train-utts", "8", "--dev-utts", "3", "--test-utts", "3",
@@ -24,7 +26,7 @@ TRANS_LINE = re.compile(r"(\d+)-(\d+)-(\d{4}) ([A-Z']+(?: [A-Z']+)*)")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args],
+    return subprocess.run([sys.executable, str(PACKAGE), *args],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -47,12 +49,14 @@ def transcripts(root: Path, split: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def synth():
-    spec = importlib.util.spec_from_file_location("synth_librispeech", SCRIPT)
+    spec = importlib.util.spec_from_file_location(
+        "synth_librispeech", PACKAGE / "__init__.py", submodule_search_locations=[str(PACKAGE)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     yield module
-    del sys.modules[spec.name]
+    for name in [n for n in sys.modules if n.partition(".")[0] == spec.name]:
+        del sys.modules[name]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +73,15 @@ def test_help_documents_every_flag():
     for flag in ("--out", "--train-utts", "--dev-utts", "--test-utts", "--train-speakers",
                  "--eval-speakers", "--seed", "--jobs", "--overwrite"):
         assert flag in result.stdout
+
+
+def test_runs_as_a_module_with_tools_on_the_path():
+    path = [str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    result = subprocess.run([sys.executable, "-m", "synth_librispeech", "--help"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: synth_librispeech ")
 
 
 def test_layout_matches_librispeech(corpus):
@@ -179,7 +192,7 @@ def test_interrupted_run_resumes_to_identical_output(corpus, tmp_path):
 def test_grammar_gives_clean_varied_sentences(synth):
     generator = synth.SentenceGenerator()
     assert len(generator.vocabulary()) >= 3000
-    rng = synth.random.Random(1)
+    rng = random.Random(1)
     sentences = [generator.sentence(rng) for _ in range(500)]
     for sentence in sentences:
         assert re.fullmatch(r"[A-Z']+(?: [A-Z']+)*", sentence.transcript), sentence
