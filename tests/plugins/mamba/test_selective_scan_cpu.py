@@ -1,9 +1,12 @@
 """The fused CPU kernel against the sequential reference: forward, every gradient, layouts,
-the fused softplus / D skip / gate, threads, and what happens when it cannot be built."""
+the fused softplus / D skip / gate, threads, and what happens when it cannot be built or fails
+its ABI handshake."""
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -217,6 +220,60 @@ def test_without_a_compiler_it_warns_once_and_reports_unavailable(
     assert len(caplog.records) == 1
     assert "no-such-compiler-here" in caplog.records[0].getMessage()
     with pytest.raises(RuntimeError, match="could not be built: no C compiler"):
+        selective_scan_cpu(**make_inputs(5))
+
+
+ARGS_SIZE, U_AT, DELTA_AT = ctypes.sizeof(kernel._ScanArgs), kernel._ScanArgs.u.offset, kernel._ScanArgs.delta.offset
+HANDSHAKE_MISMATCHES = [  # an edit of the C source, the reason its library is refused
+    pytest.param(
+        ("#define SELECTIVE_SCAN_ABI_VERSION 1", "#define SELECTIVE_SCAN_ABI_VERSION 2"),
+        f"has ABI version 2, selective_scan_cpu.py expects {kernel.ABI_VERSION}",
+        id="version",
+    ),
+    pytest.param(
+        ("int64_t threads;", "int64_t threads, added;"),
+        f"scan_args is {ARGS_SIZE + 8} bytes in the library, {ARGS_SIZE} in _ScanArgs",
+        id="field-added",
+    ),
+    pytest.param(
+        ("const float *u, *delta,", "const float *delta, *u,"),
+        f"scan_args.u is at byte {DELTA_AT} in the library, at byte {U_AT} in _ScanArgs",
+        id="fields-swapped",
+    ),
+    pytest.param(
+        ("int64_t b, d, t;", "int64_t d, b, t;"),
+        f"strides3.b is at byte {kernel._Strides3.d.offset} in the library, at byte 0 in _Strides3",
+        id="strides-swapped",
+    ),
+    pytest.param(
+        ("int64_t selective_scan_abi_version(void)", "int64_t selective_scan_abi_version_renamed(void)"),
+        "has no ABI handshake: selective_scan_abi_version not exported",
+        id="no-handshake",
+    ),
+]
+
+
+@pytest.mark.parametrize("edit, reason", HANDSHAKE_MISMATCHES)
+def test_a_library_failing_the_abi_handshake_is_refused_with_the_reason(
+    fresh_build: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture, edit: tuple[str, str], reason: str
+) -> None:
+    """A library built from a source whose version or struct layout differs from the ctypes
+    mirrors is never called: one warning names the difference and the kernel is unavailable
+    (so ``scan: auto`` takes the PyTorch scan)."""
+    old, new = edit
+    source = kernel.SOURCE.read_text()
+    assert source.count(old) == 1, old
+    (tmp_path / "edited.c").write_text(source.replace(old, new))
+    fresh_build.setattr(kernel, "SOURCE", tmp_path / "edited.c")
+    fresh_build.setattr(kernel, "COMPILE_FLAGS", ("-O0", "-fPIC"))  # only the layout matters: a quick build
+    fresh_build.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger=kernel.__name__):
+        assert not cpu_kernel_available()
+        assert not cpu_kernel_available()
+    assert len(caplog.records) == 1
+    assert "the PyTorch scan is used instead" in caplog.records[0].getMessage()
+    assert reason in caplog.records[0].getMessage()
+    with pytest.raises(RuntimeError, match=f"could not be built: .*{re.escape(reason)}"):
         selective_scan_cpu(**make_inputs(5))
 
 
