@@ -11,9 +11,13 @@ memory layout, so the mixer hands it its channel-last tensors without a copy.
 
 The C file is compiled on first use with the system C compiler (``$CC``, else ``cc``) into
 ``$XDG_CACHE_HOME/speechforge/mamba/`` (``~/.cache/...`` when unset), named by a hash of the
-source, the compiler, its flags and the CPU, and loaded with ctypes. When that fails (no
-compiler, a failed build), :func:`cpu_kernel_available` logs one warning and returns False,
-and ``scan: auto`` keeps the chunked PyTorch scan.
+source, the compiler, its flags and the CPU, and loaded with ctypes. Before its first call the
+library must pass a handshake (:func:`_check_abi`): its ABI version is :data:`ABI_VERSION`, and
+its ``scan_args`` and ``strides3`` have the sizes and field offsets of the ctypes mirrors
+below, so a struct edited on one side only is refused instead of read at the wrong offsets.
+When any of that fails (no compiler, a failed build, a refused library),
+:func:`cpu_kernel_available` logs one warning with the reason and returns False, and
+``scan: auto`` keeps the chunked PyTorch scan.
 
 Training: the forward stores the state at the start of every ``CHECKPOINT_EVERY`` frames
 (1/64 of the B * Din * N * L states); the backward recomputes one segment's states from its
@@ -48,6 +52,7 @@ LIBS = ("-lm", "-lpthread")
 # the scan shares torch's worker threads instead of adding its own beside them.
 OPENMP_FLAGS = ("-fopenmp",)
 CHECKPOINT_EVERY = 64  # frames between stored states (the backward recomputes the rest)
+ABI_VERSION = 1  # SELECTIVE_SCAN_ABI_VERSION of the C file: bumped with it
 
 _build_error: str | None = None
 
@@ -57,7 +62,7 @@ class _Strides3(ctypes.Structure):
 
 
 class _ScanArgs(ctypes.Structure):
-    """``scan_args`` of the C file, field by field."""
+    """``scan_args`` of the C file, field by field (checked against the library at load)."""
 
     _fields_ = [
         *((name, ctypes.c_int64) for name in ("batch", "din", "nstate", "len", "seg", "softplus", "threads")),
@@ -107,6 +112,7 @@ def _build() -> ctypes.CDLL:
         log.info("building the fused CPU selective scan without OpenMP: %s", err)
         target = _compile(compiler, ())
     lib = ctypes.CDLL(str(target))
+    _check_abi(lib, target)
     lib.selective_scan_threads.argtypes = [ctypes.c_int64] * 3
     lib.selective_scan_threads.restype = ctypes.c_int64
     lib.selective_scan_tile.argtypes = []
@@ -115,6 +121,31 @@ def _build() -> ctypes.CDLL:
         getattr(lib, name).argtypes = [ctypes.POINTER(_ScanArgs)]
         getattr(lib, name).restype = ctypes.c_int
     return lib
+
+
+def _check_abi(lib: ctypes.CDLL, path: Path) -> None:
+    """Raises RuntimeError, naming the first difference, unless the library at ``path`` has
+    :data:`ABI_VERSION` and lays out ``strides3`` and ``scan_args`` as :class:`_Strides3` and
+    :class:`_ScanArgs` do: the same size and every field at the same offset."""
+    names = ("selective_scan_abi_version", "selective_scan_sizeof", "selective_scan_offsetof")
+    missing = [name for name in names if not hasattr(lib, name)]
+    if missing:  # built from a source before the handshake
+        raise RuntimeError(f"{path} has no ABI handshake: {', '.join(missing)} not exported")
+    version, sizeof, offsetof = (getattr(lib, name) for name in names)
+    version.argtypes, version.restype = [], ctypes.c_int64
+    sizeof.argtypes, sizeof.restype = [ctypes.c_char_p], ctypes.c_int64
+    offsetof.argtypes, offsetof.restype = [ctypes.c_char_p, ctypes.c_char_p], ctypes.c_int64
+    if version() != ABI_VERSION:
+        raise RuntimeError(f"{path} has ABI version {version()}, selective_scan_cpu.py expects {ABI_VERSION}")
+    for c_name, mirror in (("strides3", _Strides3), ("scan_args", _ScanArgs)):
+        size, expected = sizeof(c_name.encode()), ctypes.sizeof(mirror)
+        if size != expected:
+            raise RuntimeError(f"{path}: {c_name} is {size} bytes in the library, {expected} in {mirror.__name__}")
+        for field, _ in mirror._fields_:
+            offset, expected = offsetof(c_name.encode(), field.encode()), getattr(mirror, field).offset
+            if offset != expected:
+                where = "is not in the library" if offset < 0 else f"is at byte {offset} in the library"
+                raise RuntimeError(f"{path}: {c_name}.{field} {where}, at byte {expected} in {mirror.__name__}")
 
 
 def _compile(compiler: str, extra: tuple[str, ...]) -> Path:
@@ -142,7 +173,7 @@ def _library() -> ctypes.CDLL | None:
     global _build_error
     try:
         return _build()
-    except Exception as err:  # no compiler, failed build, unwritable cache, unloadable library
+    except Exception as err:  # no compiler, failed build, unwritable cache, unloadable or refused library
         _build_error = str(err)
         log.warning("the fused CPU selective scan is unavailable (the PyTorch scan is used instead): %s", err)
         return None

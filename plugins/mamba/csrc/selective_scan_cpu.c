@@ -1,7 +1,8 @@
 /* The selective scan of Mamba on CPU, forward and backward, fused.
  *
- * Plain C99 (no torch headers), built and loaded by selective_scan_cpu.py through ctypes. For
- * each utterance b, channel d, frame t and state n:
+ * Plain C99 (no torch headers), built and loaded by selective_scan_cpu.py through ctypes, which
+ * checks the library's ABI version and the layout of its structs before the first call (see
+ * the end of this file). For each utterance b, channel d, frame t and state n:
  *
  *     delta[t] = softplus(delta_in[t]) if softplus else delta_in[t]
  *     h[t, n]  = exp(delta[t] A[d, n]) h[t-1, n] + delta[t] u[t] B[b, t, n]
@@ -41,6 +42,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -48,6 +50,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Bumped, with ABI_VERSION in selective_scan_cpu.py, whenever an exported function's signature
+ * or the meaning of a scan_args field changes; the struct layouts are checked field by field. */
+#define SELECTIVE_SCAN_ABI_VERSION 1
 #define TILE 16 /* channels per tile: one AVX-512 vector, two AVX2 ones */
 #define MAX_THREADS 256
 #define SOFTPLUS_LINEAR 20.0f /* softplus(x) = x above this, as in PyTorch */
@@ -57,7 +62,8 @@ typedef struct {
     int64_t b, d, t;
 } strides3;
 
-/* Mirrored field by field by _ScanArgs in selective_scan_cpu.py. */
+/* Mirrored field by field by _ScanArgs in selective_scan_cpu.py; a field added here goes into
+ * scan_args_fields below too. */
 typedef struct {
     int64_t batch, din, nstate, len, seg; /* seg: checkpoint interval K */
     int64_t softplus;                     /* delta holds softplus's input */
@@ -485,3 +491,48 @@ int selective_scan_forward(const scan_args *p) { return run_tiles(p, forward_tas
 /* Needs p->ckpt from the forward, and p->y when z is given; dB_parts and dC_parts are
  * p->threads zeroed (batch, L, N) buffers each. */
 int selective_scan_backward(const scan_args *p) { return run_tiles(p, backward_task); }
+
+/* The handshake selective_scan_cpu.py makes at load: its ctypes mirrors (_Strides3,
+ * _ScanArgs) must have these sizes and field offsets, or it refuses the library. */
+typedef struct {
+    const char *name;
+    size_t offset;
+} field_offset;
+
+#define FIELD(type, name) {#name, offsetof(type, name)}
+static const field_offset strides3_fields[] = {FIELD(strides3, b), FIELD(strides3, d), FIELD(strides3, t)};
+static const field_offset scan_args_fields[] = {
+    FIELD(scan_args, batch),    FIELD(scan_args, din),      FIELD(scan_args, nstate),   FIELD(scan_args, len),
+    FIELD(scan_args, seg),      FIELD(scan_args, softplus), FIELD(scan_args, threads),  FIELD(scan_args, u),
+    FIELD(scan_args, delta),    FIELD(scan_args, z),        FIELD(scan_args, A),        FIELD(scan_args, B),
+    FIELD(scan_args, C),        FIELD(scan_args, D),        FIELD(scan_args, h0),       FIELD(scan_args, su),
+    FIELD(scan_args, sdelta),   FIELD(scan_args, sz),       FIELD(scan_args, sB_b),     FIELD(scan_args, sB_t),
+    FIELD(scan_args, sC_b),     FIELD(scan_args, sC_t),     FIELD(scan_args, out),      FIELD(scan_args, y),
+    FIELD(scan_args, hlast),    FIELD(scan_args, ckpt),     FIELD(scan_args, sout),     FIELD(scan_args, dout),
+    FIELD(scan_args, dlast),    FIELD(scan_args, sdout),    FIELD(scan_args, du),       FIELD(scan_args, ddelta),
+    FIELD(scan_args, dz),       FIELD(scan_args, sdu),      FIELD(scan_args, sddelta),  FIELD(scan_args, sdz),
+    FIELD(scan_args, dA_rows),  FIELD(scan_args, dD_rows),  FIELD(scan_args, dB_parts), FIELD(scan_args, dC_parts),
+    FIELD(scan_args, dh0),
+};
+#define COUNT(fields) (sizeof(fields) / sizeof(fields[0]))
+
+int64_t selective_scan_abi_version(void) { return SELECTIVE_SCAN_ABI_VERSION; }
+
+/* sizeof the struct named `type` ("scan_args" or "strides3"), -1 for another name. */
+int64_t selective_scan_sizeof(const char *type) {
+    if (strcmp(type, "scan_args") == 0) return (int64_t)sizeof(scan_args);
+    if (strcmp(type, "strides3") == 0) return (int64_t)sizeof(strides3);
+    return -1;
+}
+
+/* offsetof(type, field) for the structs of selective_scan_sizeof, -1 for a name not there. */
+int64_t selective_scan_offsetof(const char *type, const char *field) {
+    const int is_args = strcmp(type, "scan_args") == 0;
+    if (!is_args && strcmp(type, "strides3") != 0) return -1;
+    const field_offset *fields = is_args ? scan_args_fields : strides3_fields;
+    const size_t count = is_args ? COUNT(scan_args_fields) : COUNT(strides3_fields);
+    for (size_t i = 0; i < count; ++i) {
+        if (strcmp(fields[i].name, field) == 0) return (int64_t)fields[i].offset;
+    }
+    return -1;
+}

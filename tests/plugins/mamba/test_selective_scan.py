@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from speechforge_plugins.mamba.selective_scan import (
     selective_scan_chunked,
@@ -11,24 +10,13 @@ from speechforge_plugins.mamba.selective_scan import (
     selective_scan_step,
 )
 
-BATCH, DIM, STATE = 2, 6, 5
-
-
-def make_inputs(length: int, seed: int = 0, delta_shift: float = 0.0, a_scale: float = 4.0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "u": torch.randn(BATCH, DIM, length, generator=g),
-        "delta": F.softplus(torch.randn(BATCH, DIM, length, generator=g) + delta_shift),
-        "A": -torch.rand(DIM, STATE, generator=g) * a_scale - 0.1,
-        "B": torch.randn(BATCH, STATE, length, generator=g),
-        "C": torch.randn(BATCH, STATE, length, generator=g),
-    }
+BATCH, DIM, STATE = 2, 6, 5  # the shapes make_inputs (conftest.py) gives by default
 
 
 @pytest.mark.parametrize("chunk_size", [4, 16, 64])
 @pytest.mark.parametrize("length", [1, 7, 16, 50, 129])
 @pytest.mark.parametrize("with_state", [False, True])
-def test_chunked_equals_sequential(length: int, chunk_size: int, with_state: bool) -> None:
+def test_chunked_equals_sequential(length: int, chunk_size: int, with_state: bool, make_inputs) -> None:
     inputs = make_inputs(length)
     state = torch.randn(BATCH, DIM, STATE) if with_state else None
     y_ref, last_ref = selective_scan_sequential(**inputs, initial_state=state)
@@ -39,7 +27,9 @@ def test_chunked_equals_sequential(length: int, chunk_size: int, with_state: boo
 
 
 @pytest.mark.parametrize("chunk_size", [3, 8])
-def test_padded_frames_with_zero_delta_leave_the_state_alone(chunk_size: int, assert_each_utterance_alone) -> None:
+def test_padded_frames_with_zero_delta_leave_the_state_alone(
+    chunk_size: int, assert_each_utterance_alone, make_inputs
+) -> None:
     """A padded batch: delta = 0 on padding, so each utterance's last state is the state after
     its last valid frame, and its valid outputs are those of the utterance alone."""
     inputs = make_inputs(21)
@@ -50,7 +40,7 @@ def test_padded_frames_with_zero_delta_leave_the_state_alone(chunk_size: int, as
     assert_each_utterance_alone(y, last, inputs, lengths)
 
 
-def test_gradients_equal_sequential() -> None:
+def test_gradients_equal_sequential(make_inputs) -> None:
     inputs = make_inputs(37)
     state = torch.randn(BATCH, DIM, STATE)
     grads = []
@@ -64,7 +54,7 @@ def test_gradients_equal_sequential() -> None:
         torch.testing.assert_close(grads[1][name], grad, atol=1e-4, rtol=1e-4, msg=name)
 
 
-def test_stable_for_large_decays() -> None:
+def test_stable_for_large_decays(make_inputs) -> None:
     """delta * |A| up to ~1e3 per frame: exps of large negative numbers only, no inf/NaN."""
     inputs = make_inputs(40, delta_shift=6.0, a_scale=100.0)
     y_ref, last_ref = selective_scan_sequential(**inputs)
@@ -74,7 +64,7 @@ def test_stable_for_large_decays() -> None:
     torch.testing.assert_close(last, last_ref, atol=1e-4, rtol=0)
 
 
-def test_step_by_step_equals_full_sequence() -> None:
+def test_step_by_step_equals_full_sequence(make_inputs) -> None:
     inputs = make_inputs(23)
     y_full, last_full = selective_scan_chunked(**inputs, chunk_size=8)
     state = torch.zeros(BATCH, DIM, STATE)
@@ -88,7 +78,7 @@ def test_step_by_step_equals_full_sequence() -> None:
     torch.testing.assert_close(state, last_full, atol=1e-4, rtol=0)
 
 
-def test_chunks_with_carried_state_equal_full_sequence() -> None:
+def test_chunks_with_carried_state_equal_full_sequence(make_inputs) -> None:
     inputs = make_inputs(30)
     y_full, last_full = selective_scan_chunked(**inputs, chunk_size=8)
     state, ys = None, []
@@ -100,7 +90,7 @@ def test_chunks_with_carried_state_equal_full_sequence() -> None:
     torch.testing.assert_close(state, last_full, atol=1e-4, rtol=0)
 
 
-def test_half_inputs_are_scanned_in_float32() -> None:
+def test_half_inputs_are_scanned_in_float32(make_inputs) -> None:
     inputs = make_inputs(20)
     y_ref, _ = selective_scan_sequential(**inputs)
     y, last = selective_scan_chunked(**{k: v.bfloat16() for k, v in inputs.items()}, chunk_size=8)
@@ -108,6 +98,6 @@ def test_half_inputs_are_scanned_in_float32() -> None:
     torch.testing.assert_close(y.float(), y_ref, atol=0.2, rtol=0.05)
 
 
-def test_chunk_size_must_be_positive() -> None:
+def test_chunk_size_must_be_positive(make_inputs) -> None:
     with pytest.raises(ValueError, match="chunk_size must be positive, got 0"):
         selective_scan_chunked(**make_inputs(5), chunk_size=0)

@@ -1,9 +1,12 @@
 """The fused CPU kernel against the sequential reference: forward, every gradient, layouts,
-the fused softplus / D skip / gate, threads, and what happens when it cannot be built."""
+the fused softplus / D skip / gate, threads, and what happens when it cannot be built or fails
+its ABI handshake."""
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,22 +23,9 @@ pytestmark = pytest.mark.skipif(
     shutil.which(os.environ.get("CC") or "cc") is None, reason="no C compiler (cc) to build the fused CPU scan"
 )
 
-BATCH = 2
+BATCH = 2  # the batch of make_inputs (conftest.py)
 SHAPES = [(6, 5), (20, 16)]  # (Din, N): a partial tile with the generic N; a full + partial tile, N = 16
 GRAD_NAMES = ("u", "delta", "A", "B", "C", "initial_state")
-
-
-def make_inputs(
-    length: int, dim: int = 6, state: int = 5, seed: int = 0, delta_shift: float = 0.0, a_scale: float = 4.0
-) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "u": torch.randn(BATCH, dim, length, generator=g),
-        "delta": F.softplus(torch.randn(BATCH, dim, length, generator=g) + delta_shift),
-        "A": -torch.rand(dim, state, generator=g) * a_scale - 0.1,
-        "B": torch.randn(BATCH, state, length, generator=g),
-        "C": torch.randn(BATCH, state, length, generator=g),
-    }
 
 
 def outputs_and_grads(scan, inputs: dict[str, torch.Tensor], initial_state: torch.Tensor | None, **kwargs):
@@ -67,14 +57,18 @@ def test_the_kernel_builds_here() -> None:
 @pytest.mark.parametrize("dim, state", SHAPES)
 @pytest.mark.parametrize("length", [1, 7, 64, 130])
 @pytest.mark.parametrize("with_state", [False, True])
-def test_forward_and_gradients_equal_sequential(length: int, dim: int, state: int, with_state: bool) -> None:
+def test_forward_and_gradients_equal_sequential(
+    length: int, dim: int, state: int, with_state: bool, make_inputs
+) -> None:
     inputs = make_inputs(length, dim, state)
     initial_state = torch.randn(BATCH, dim, state) if with_state else None
     assert_matches_sequential(inputs, initial_state)
 
 
 @pytest.mark.parametrize("dim, state", SHAPES)
-def test_padded_frames_with_zero_delta_leave_the_state_alone(dim: int, state: int, assert_each_utterance_alone) -> None:
+def test_padded_frames_with_zero_delta_leave_the_state_alone(
+    dim: int, state: int, assert_each_utterance_alone, make_inputs
+) -> None:
     """delta = 0 on padding: each utterance's valid outputs and last state are its own."""
     inputs = make_inputs(70, dim, state)
     lengths = [70, 33]
@@ -85,7 +79,7 @@ def test_padded_frames_with_zero_delta_leave_the_state_alone(dim: int, state: in
     assert_each_utterance_alone(y, last, inputs, lengths)
 
 
-def test_stable_for_tiny_decays() -> None:
+def test_stable_for_tiny_decays(make_inputs) -> None:
     """delta * |A| up to ~1e3 per frame (decays down to e^-900): finite and exact."""
     inputs = make_inputs(70, 20, 16, delta_shift=6.0, a_scale=100.0)
     y, last = selective_scan_cpu(**inputs)
@@ -93,7 +87,7 @@ def test_stable_for_tiny_decays() -> None:
     assert_matches_sequential(inputs, torch.randn(BATCH, 20, 16))
 
 
-def test_any_layout_is_read_without_copies() -> None:
+def test_any_layout_is_read_without_copies(make_inputs) -> None:
     """Channel-last views (as the mixer has them) give what contiguous tensors give."""
     inputs = make_inputs(45, 20, 16)
     channel_last = {k: v.transpose(1, 2).contiguous().transpose(1, 2) if k != "A" else v for k, v in inputs.items()}
@@ -109,7 +103,7 @@ def test_any_layout_is_read_without_copies() -> None:
 
 
 @pytest.mark.parametrize("padded", [False, True])
-def test_fused_softplus_skip_and_gate(padded: bool) -> None:
+def test_fused_softplus_skip_and_gate(padded: bool, make_inputs) -> None:
     """(scan(softplus(delta)) + D u) * silu(z) and all its gradients, D and z included; the
     lowest float as softplus's input marks a padded frame (delta exactly 0)."""
     inputs = make_inputs(50, 20, 16)
@@ -141,7 +135,7 @@ def test_fused_softplus_skip_and_gate(padded: bool) -> None:
         torch.testing.assert_close(last[1:], alone, atol=1e-4, rtol=0)
 
 
-def test_threads_split_the_channels(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_split_the_channels(monkeypatch: pytest.MonkeyPatch, make_inputs) -> None:
     """3 workers over 6 tiles (2 utterances of 40 channels) give what 1 gives."""
     inputs = make_inputs(66, 40, 16)
     h0 = torch.randn(BATCH, 40, 16)
@@ -156,7 +150,7 @@ def test_threads_split_the_channels(monkeypatch: pytest.MonkeyPatch) -> None:
         torch.testing.assert_close(three[2][name], one[2][name], atol=1e-5, rtol=1e-5, msg=name)
 
 
-def test_half_inputs_are_scanned_in_float32() -> None:
+def test_half_inputs_are_scanned_in_float32(make_inputs) -> None:
     inputs = make_inputs(20)
     y_ref, _ = selective_scan_sequential(**inputs)
     y, last = selective_scan_cpu(**{k: v.bfloat16() for k, v in inputs.items()})
@@ -164,7 +158,7 @@ def test_half_inputs_are_scanned_in_float32() -> None:
     torch.testing.assert_close(y.float(), y_ref, atol=0.2, rtol=0.05)
 
 
-def test_empty_sequence_returns_the_initial_state() -> None:
+def test_empty_sequence_returns_the_initial_state(make_inputs) -> None:
     inputs = make_inputs(0)
     h0 = torch.randn(BATCH, 6, 5)
     y, last = selective_scan_cpu(**inputs, initial_state=h0)
@@ -172,7 +166,7 @@ def test_empty_sequence_returns_the_initial_state() -> None:
     torch.testing.assert_close(last, h0)
 
 
-def test_wrong_shapes_are_named() -> None:
+def test_wrong_shapes_are_named(make_inputs) -> None:
     inputs = make_inputs(9)
     inputs["B"] = inputs["B"][:, :4]
     with pytest.raises(ValueError, match=r"B must have shape \(2, 5, 9\) for u of shape \(2, 6, 9\), got \(2, 4, 9\)"):
@@ -207,7 +201,7 @@ def test_builds_once_into_the_cache_dir(fresh_build: pytest.MonkeyPatch, tmp_pat
 
 
 def test_without_a_compiler_it_warns_once_and_reports_unavailable(
-    fresh_build: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture
+    fresh_build: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture, make_inputs
 ) -> None:
     fresh_build.setenv("XDG_CACHE_HOME", str(tmp_path))
     fresh_build.setenv("CC", "no-such-compiler-here")
@@ -217,6 +211,65 @@ def test_without_a_compiler_it_warns_once_and_reports_unavailable(
     assert len(caplog.records) == 1
     assert "no-such-compiler-here" in caplog.records[0].getMessage()
     with pytest.raises(RuntimeError, match="could not be built: no C compiler"):
+        selective_scan_cpu(**make_inputs(5))
+
+
+ARGS_SIZE, U_AT, DELTA_AT = ctypes.sizeof(kernel._ScanArgs), kernel._ScanArgs.u.offset, kernel._ScanArgs.delta.offset
+HANDSHAKE_MISMATCHES = [  # an edit of the C source, the reason its library is refused
+    pytest.param(
+        ("#define SELECTIVE_SCAN_ABI_VERSION 1", "#define SELECTIVE_SCAN_ABI_VERSION 2"),
+        f"has ABI version 2, selective_scan_cpu.py expects {kernel.ABI_VERSION}",
+        id="version",
+    ),
+    pytest.param(
+        ("int64_t threads;", "int64_t threads, added;"),
+        f"scan_args is {ARGS_SIZE + 8} bytes in the library, {ARGS_SIZE} in _ScanArgs",
+        id="field-added",
+    ),
+    pytest.param(
+        ("const float *u, *delta,", "const float *delta, *u,"),
+        f"scan_args.u is at byte {DELTA_AT} in the library, at byte {U_AT} in _ScanArgs",
+        id="fields-swapped",
+    ),
+    pytest.param(
+        ("int64_t b, d, t;", "int64_t d, b, t;"),
+        f"strides3.b is at byte {kernel._Strides3.d.offset} in the library, at byte 0 in _Strides3",
+        id="strides-swapped",
+    ),
+    pytest.param(
+        ("int64_t selective_scan_abi_version(void)", "int64_t selective_scan_abi_version_renamed(void)"),
+        "has no ABI handshake: selective_scan_abi_version not exported",
+        id="no-handshake",
+    ),
+]
+
+
+@pytest.mark.parametrize("edit, reason", HANDSHAKE_MISMATCHES)
+def test_a_library_failing_the_abi_handshake_is_refused_with_the_reason(
+    fresh_build: pytest.MonkeyPatch,
+    tmp_path,
+    caplog: pytest.LogCaptureFixture,
+    make_inputs,
+    edit: tuple[str, str],
+    reason: str,
+) -> None:
+    """A library built from a source whose version or struct layout differs from the ctypes
+    mirrors is never called: one warning names the difference and the kernel is unavailable
+    (so ``scan: auto`` takes the PyTorch scan)."""
+    old, new = edit
+    source = kernel.SOURCE.read_text()
+    assert source.count(old) == 1, old
+    (tmp_path / "edited.c").write_text(source.replace(old, new))
+    fresh_build.setattr(kernel, "SOURCE", tmp_path / "edited.c")
+    fresh_build.setattr(kernel, "COMPILE_FLAGS", ("-O0", "-fPIC"))  # only the layout matters: a quick build
+    fresh_build.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger=kernel.__name__):
+        assert not cpu_kernel_available()
+        assert not cpu_kernel_available()
+    assert len(caplog.records) == 1
+    assert "the PyTorch scan is used instead" in caplog.records[0].getMessage()
+    assert reason in caplog.records[0].getMessage()
+    with pytest.raises(RuntimeError, match=f"could not be built: .*{re.escape(reason)}"):
         selective_scan_cpu(**make_inputs(5))
 
 
@@ -237,7 +290,7 @@ def test_loading_adds_no_openmp_runtime() -> None:
     assert done.stdout.strip() == "[]", done.stdout
 
 
-def test_without_openmp_it_builds_with_pthreads(fresh_build: pytest.MonkeyPatch, tmp_path) -> None:
+def test_without_openmp_it_builds_with_pthreads(fresh_build: pytest.MonkeyPatch, tmp_path, make_inputs) -> None:
     """A compiler that rejects the OpenMP flags still gives a working kernel (threads: pthreads)."""
     inputs = make_inputs(66, 40, 16)
     expected = outputs_and_grads(selective_scan_cpu, inputs, None)
