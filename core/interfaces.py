@@ -227,6 +227,15 @@ class Encoder(nn.Module, ABC):
         Returns: encodings (B, T', D), lengths (B,).
         """
 
+    def resolve_chunk(self, chunk_size: int, num_left_chunks: int, num_frames: int) -> tuple[int, int]:
+        """What ``chunk_size`` means for a call on ``num_frames`` output frames: 0 becomes the
+        encoder's configured behaviour (full context here; encoders with chunk options
+        override), other values pass through. Returns (chunk_size, num_left_chunks), chunk_size
+        -1 for full context. Raises: ConfigError for a chunk_size below -1."""
+        if check_chunk_size(chunk_size) == ENCODER_CHUNK:
+            return FULL_CONTEXT, -1
+        return chunk_size, num_left_chunks
+
 
 class StreamingEncoder(Encoder):
     """An encoder that encodes chunk by chunk, carrying an :class:`EncoderState`, with the same
