@@ -27,8 +27,7 @@ from speechforge.commands.decode import method_options
 from speechforge.config import parse_section
 from speechforge.data.audio import load_audio
 from speechforge.decode.recognizer import Recognizer
-from speechforge.decode.streaming_decoder import check_streaming_method, streaming_methods
-from speechforge.decode.streaming_decoder import StreamingDecoder, can_stream
+from speechforge.decode.streaming_decoder import StreamingDecoder, can_stream, check_streaming_method, streaming_methods
 from speechforge.errors import ConfigError
 from speechforge.train.options import DecodeOptions
 
@@ -73,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     search = recognizer.search(method, **method_options(recognizer, method, defaults, beam_size))
     stream = StreamingDecoder(model, search, args.chunk_size, args.num_left_chunks)
     wave = load_audio(args.audio, recognizer.sample_rate)
-    hop = model.frontend.hop_length
-    piece = stream.chunk_size * model.encoder.subsampling_rate * hop  # samples of one chunk
+    piece = stream.window.stride * model.frontend.hop_length  # samples of one chunk
     for start in range(0, wave.numel(), piece):
         started = time.perf_counter()
         if stream.accept_waveform(wave[start : start + piece]):

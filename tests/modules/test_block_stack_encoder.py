@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from speechforge.errors import ConfigError
+from speechforge.interfaces import EncoderBlock
 from speechforge.registry import build_component
 
 F = 40
@@ -98,6 +99,20 @@ def test_forward_chunk_needs_a_state_per_block():
     state.blocks.pop()
     with pytest.raises(ValueError, match="the state has 1 block states for 2 blocks"):
         encoder().forward_chunk(torch.randn(1, 19, F), None, state)
+
+
+class Stateless(EncoderBlock):
+    """A block that declares no streaming state."""
+
+    def forward(self, x, att_mask, pad_mask, pos_emb=None, cache=None):
+        return x, cache
+
+
+def test_a_block_without_streaming_state_is_named():
+    model = encoder()
+    model.blocks[1] = Stateless()
+    with pytest.raises(ConfigError, match=r"^encoder: blocks\.1 \(Stateless\) has no streaming state, so it cannot stream$"):
+        model.initial_state(1, 4)
 
 
 def test_chunk_window_is_the_subsampling_arithmetic():
