@@ -81,10 +81,11 @@ def method_rtf(model, waves: list[torch.Tensor], sample_rate: int, method: str, 
 
 def streaming(model, waves: list[torch.Tensor], sample_rate: int, chunk: int, beam_size: int) -> dict[str, float]:
     rescoring = build_search("attention_rescoring", beam_size)
+    streamed = build_search("ctc_prefix_beam_search", beam_size)
     piece = chunk * model.encoder.subsampling_rate * model.frontend.hop_length
     latencies, finals, spent = [], [], 0.0
     for wave in waves:
-        stream = StreamingDecoder(model, chunk, beam_size=beam_size)
+        stream = StreamingDecoder(model, streamed, chunk)
         for start in range(0, wave.numel(), piece):
             started = time.perf_counter()
             produced = stream.accept_waveform(wave[start : start + piece])

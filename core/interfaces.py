@@ -4,21 +4,93 @@ Each base below is what the registry checks on registration and after building. 
 says which *context* keys the builder offers the factory (a factory takes those it declares as
 keyword parameters) and the exact ``forward`` signature, so that any ``ffn``, ``attention`` or
 ``encoder_block`` drops into any encoder. Masks are boolean with ``True`` meaning *keep*.
+
+``chunk_size`` has one meaning wherever it appears (``Encoder.forward``, ``ASRModel.encode``,
+the Recognizer, ``speechforge decode --chunk-size``, ``decode.chunk_sizes``, ``speechforge
+stream``), counted in encoder output frames:
+
+- ``-1`` (:data:`FULL_CONTEXT`): every frame sees the whole utterance;
+- ``0`` (:data:`ENCODER_CHUNK`): the encoder's configured behaviour: with dynamic chunk
+  training a random chunk per batch in training and full context otherwise, with a static
+  chunk that chunk always, else full context;
+- ``N > 0``: chunks of N frames, each seeing itself and ``num_left_chunks`` chunks before it
+  (-1: all); what a stream of N-frame chunks computes.
+
+Any other value is an error (:func:`check_chunk_size`).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
+import torch
 from torch import Tensor, nn
+
+from speechforge.errors import ConfigError
 
 if TYPE_CHECKING:
     from speechforge.asr_model import ASRModel
 
-#: Per-block streaming state: the block decides its keys (``"att"``, ``"cnn"``, ``"ssm"``...).
+#: ``chunk_size`` values with a name (see the module docstring).
+FULL_CONTEXT = -1
+ENCODER_CHUNK = 0
+
+
+def check_chunk_size(chunk_size: int, key: str = "chunk_size") -> int:
+    """Returns ``chunk_size`` when it is -1, 0 or positive; else a ConfigError naming ``key``."""
+    if chunk_size < FULL_CONTEXT:
+        raise ConfigError(
+            f"{key}: must be -1 (full context), 0 (the encoder's own setting) or N > 0 (chunks of N frames), "
+            f"got {chunk_size}"
+        )
+    return chunk_size
+
+
+#: Per-block streaming state: the block decides its keys (``"att"``, ``"cnn"``, ``"conv"``,
+#: ``"ssm"``...) and their shapes; only the block reads them.
 BlockCache = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class ChunkWindow:
+    """Input frames a chunk of output frames needs (computed by the subsampling).
+
+    Consecutive windows overlap by the subsampling's right context, so the subsampling keeps
+    no state across chunks.
+
+    Attributes:
+        frames: input frames of a full chunk's window.
+        stride: input frames between the starts of consecutive windows.
+        min_frames: the fewest input frames that give one output frame (a last, shorter
+            window needs at least this many).
+    """
+
+    frames: int
+    stride: int
+    min_frames: int
+
+
+@dataclass
+class EncoderState:
+    """Where one stream (a batch of utterances, chunk by chunk) is in a streaming encoder.
+
+    Attributes:
+        blocks: each block's own state (:meth:`EncoderBlock.initial_state`), in block order.
+        offset: output frames produced so far (the absolute position of the next chunk).
+        history: output frames of attention history kept for the next chunk
+            (``chunk_size * num_left_chunks``); -1 keeps all.
+    """
+
+    blocks: list[BlockCache]
+    offset: int = 0
+    history: int = -1
+
+    @property
+    def cached_frames(self) -> int:
+        """Past frames a block with attention history holds before the next chunk."""
+        return self.offset if self.history < 0 else min(self.offset, self.history)
 
 
 class Frontend(nn.Module, ABC):
@@ -74,19 +146,43 @@ class Attention(nn.Module, ABC):
                 attends everywhere. Rows with nothing to attend to give zeros.
             pos_emb: relative positional embeddings, see the class docstring.
             cache: (B, H, Tc, 2 * D/H) keys and values of earlier chunks (self-attention
-                streaming), prepended to ``key``/``value``; pass an empty (B, H, 0, 2 * D/H)
-                tensor to start a stream.
+                streaming), prepended to ``key``/``value``; :meth:`initial_cache` starts a
+                stream.
         Returns:
             out (B, Tq, D), and the new cache (B, H, Tc + Tk, 2 * D/H) when a cache was
             given, else None.
         """
+
+    def initial_cache(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The self-attention cache before the first chunk: (B, H, 0, 2 * D/H).
+
+        Raises: ConfigError for an attention that keeps no streaming cache (the default).
+        """
+        raise ConfigError(f"attention {type(self).__name__} keeps no streaming cache, so it cannot stream")
 
 
 class EncoderBlock(nn.Module, ABC):
     """One encoder layer. Kind ``encoder_block``; context: ``d_model``, ``heads``, ``ffn``,
     ``attention`` (component configs the block builds with
     :func:`speechforge.registry.build_component`), ``dropout``, ``causal``.
+
+    Streaming: a block owns its state. :meth:`initial_state` makes it, ``forward`` takes it as
+    ``cache`` and returns the next one, :meth:`limit_history` bounds what it keeps of the past;
+    the encoder stacks the states of its blocks without reading them.
     """
+
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> BlockCache:
+        """This block's streaming state before the first chunk of ``batch_size`` utterances.
+
+        Raises: ConfigError when the block cannot stream, phrased to follow the block's name
+        in the encoder's message (``has a convolution that sees the future; ...``).
+        """
+        raise ConfigError(f"({type(self).__name__}) has no streaming state, so it cannot stream")
+
+    def limit_history(self, state: BlockCache, frames: int) -> BlockCache:
+        """Keep at most ``frames`` past frames of attention history (-1: all). Blocks whose state
+        has a fixed size (convolution or scan state) return it unchanged, the default."""
+        return state
 
     @abstractmethod
     def forward(
@@ -102,7 +198,8 @@ class EncoderBlock(nn.Module, ABC):
             att_mask: (B, T, T) or (B, 1, T) bool, True = attend (includes chunk masks).
             pad_mask: (B, 1, T) bool, True = valid frame.
             pos_emb: relative positional embeddings when the attention uses them.
-            cache: streaming state of this block from the previous chunk, or None.
+            cache: streaming state of this block from :meth:`initial_state` or the previous
+                chunk, or None for a whole utterance.
         Returns: (B, T, D) and the new state (None when ``cache`` was None).
         """
 
@@ -124,9 +221,48 @@ class Encoder(nn.Module, ABC):
     ) -> tuple[Tensor, Tensor]:
         """Args:
             feats: (B, T, F); lengths (B,).
-            chunk_size: attention chunk in output frames; 0 or -1 for full context.
+            chunk_size: -1 full context, 0 the encoder's configured behaviour, N chunks of N
+                output frames (the module docstring).
             num_left_chunks: chunks of left context each chunk sees; -1 for all.
         Returns: encodings (B, T', D), lengths (B,).
+        """
+
+    def resolve_chunk(self, chunk_size: int, num_left_chunks: int, num_frames: int) -> tuple[int, int]:
+        """What ``chunk_size`` means for a call on ``num_frames`` output frames: 0 becomes the
+        encoder's configured behaviour (full context here; encoders with chunk options
+        override), other values pass through. Returns (chunk_size, num_left_chunks), chunk_size
+        -1 for full context. Raises: ConfigError for a chunk_size below -1."""
+        if check_chunk_size(chunk_size) == ENCODER_CHUNK:
+            return FULL_CONTEXT, -1
+        return chunk_size, num_left_chunks
+
+
+class StreamingEncoder(Encoder):
+    """An encoder that encodes chunk by chunk, carrying an :class:`EncoderState`, with the same
+    encodings as ``forward(feats, lengths, chunk_size, num_left_chunks)`` on every valid frame."""
+
+    @abstractmethod
+    def chunk_window(self, chunk_size: int) -> ChunkWindow:
+        """The feature frames a chunk of ``chunk_size`` (> 0) output frames needs."""
+
+    @abstractmethod
+    def initial_state(self, batch_size: int, chunk_size: int, num_left_chunks: int = -1) -> EncoderState:
+        """The state before the first chunk. Raises: ConfigError when the encoder, or one of its
+        blocks, cannot stream."""
+
+    @abstractmethod
+    def forward_chunk(
+        self, feats: Tensor, lengths: Tensor | None, state: EncoderState
+    ) -> tuple[Tensor, Tensor, EncoderState]:
+        """Encode the next chunk.
+
+        Args:
+            feats: (B, window, F), the chunk's :meth:`chunk_window` of features (fewer frames
+                at the end, at least ``min_frames``).
+            lengths: (B,) valid frames of the window (utterances end at different chunks), or
+                None when all are valid.
+            state: from :meth:`initial_state` or the previous chunk.
+        Returns: encodings (B, chunk, D), their valid lengths (B,), and the next state.
         """
 
 
@@ -184,6 +320,44 @@ class SearchMethod(ABC):
         self, model: ASRModel, encoder_out: Tensor, encoder_lens: Tensor
     ) -> list[list[int]]:
         """Args: encoder_out (B, T, D), encoder_lens (B,). Returns best token ids per utterance."""
+
+
+SearchState = TypeVar("SearchState")
+
+
+class StreamingSearch(SearchMethod, Generic[SearchState]):
+    """A search that can run while the encodings arrive, chunk by chunk: ``init``, ``step`` per
+    chunk, ``partial`` for display at any time, ``finalize`` at the end. Stepping through
+    the chunks of an encoder output and finalizing gives what ``__call__`` gives on all of it.
+
+    ``speechforge stream --method`` runs only searches that are StreamingSearch instances;
+    it tells them without building them, so a search registered through a factory function
+    annotates its return type with its StreamingSearch class.
+
+    The state is the search's own (hypotheses, scores, a predictor's state...).
+    """
+
+    @abstractmethod
+    def init(self, model: ASRModel, batch_size: int) -> SearchState:
+        """The state before the first chunk of ``batch_size`` utterances."""
+
+    @abstractmethod
+    def step(self, model: ASRModel, state: SearchState, encoder_chunk: Tensor, chunk_lens: Tensor) -> SearchState:
+        """Args: encoder_chunk (B, T, D) the next encodings; chunk_lens (B,) their valid frames
+        (0 for an utterance that has ended). Returns the next state."""
+
+    @abstractmethod
+    def partial(self, state: SearchState) -> list[list[int]]:
+        """The best token ids per utterance so far."""
+
+    @abstractmethod
+    def finalize(self, model: ASRModel, state: SearchState) -> list[list[int]]:
+        """The final token ids per utterance, after the last chunk."""
+
+    def __call__(self, model: ASRModel, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
+        """The whole encoder output as one chunk."""
+        state = self.step(model, self.init(model, encoder_out.size(0)), encoder_out, encoder_lens)
+        return self.finalize(model, state)
 
 
 class Task(nn.Module, ABC):

@@ -22,6 +22,7 @@ from speechforge.data.duration_batch_sampler import DurationBatchSampler
 from speechforge.data.speech_dataset import SkipCounter, Skipped
 from speechforge.decode.recognizer import Recognizer
 from speechforge.errors import DataError
+from speechforge.interfaces import check_chunk_size
 from speechforge.train.options import DecodeOptions
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, nargs="+", type=Path, help="data dirs; the set name is the dir name")
     parser.add_argument("--method", nargs="+", help="search names (default: the config's decode.methods)")
     parser.add_argument(
-        "--chunk-size", type=int, nargs="+", help="attention chunks in encoder frames, -1 = full context (default: decode.chunk_sizes or -1)"
+        "--chunk-size", type=int, nargs="+",
+        help="attention chunks in encoder frames: -1 full context, 0 the encoder's own, N chunks of N (default: decode.chunk_sizes or -1)",
     )
     parser.add_argument("--num-left-chunks", type=int, help="default: decode.num_left_chunks or -1 (all)")
     parser.add_argument("--beam-size", type=int, help="for beam searches (default: decode.beam_size or the method's own)")
@@ -43,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def method_label(method: str, chunk_size: int) -> str:
+    """The output dir of a method at a resolved chunk size (-1 or N > 0)."""
     return f"{method}@chunk{chunk_size}" if chunk_size > 0 else method
 
 
@@ -114,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     defaults = parse_section(DecodeOptions, recognizer.config, "decode")
     methods = args.method or defaults.methods
     chunk_sizes = args.chunk_size or defaults.chunk_sizes
+    key = "--chunk-size" if args.chunk_size else "decode.chunk_sizes"
+    for chunk_size in chunk_sizes:
+        check_chunk_size(chunk_size, key)
     num_left_chunks = defaults.num_left_chunks if args.num_left_chunks is None else args.num_left_chunks
     beam_size = args.beam_size or defaults.beam_size
     for data_dir in args.data:
@@ -121,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         for method, chunk_size in itertools.product(methods, chunk_sizes):
             options = method_options(recognizer, method, defaults, beam_size)
             result = decode_utterances(recognizer, utterances, method, chunk_size, num_left_chunks, options, args.max_seconds)
-            out_dir = args.exp_dir / "decode" / data_dir.name / method_label(method, chunk_size)
+            resolved, _ = recognizer.model.encoder.resolve_chunk(chunk_size, num_left_chunks, 0)  # 0: its own chunk
+            out_dir = args.exp_dir / "decode" / data_dir.name / method_label(method, resolved)
             write_table(out_dir / "hyp", result.hyps)
             write_table(out_dir / "ref", {u.utt_id: u.text for u in utterances})
             atomic_write_text(

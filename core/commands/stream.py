@@ -1,4 +1,4 @@
-"""``speechforge stream --exp-dir EXP AUDIO [--chunk-size 16] [--num-left-chunks -1]``
+"""``speechforge stream --exp-dir EXP AUDIO [--method NAME] [--final-method NAME] [--chunk-size 16]``
 
 Usage::
 
@@ -6,11 +6,14 @@ Usage::
         egs/librispeech/corpus/synthetic/LibriSpeech/test-clean/318/223990/318-223990-0000.flac --chunk-size 16
 
 Feeds the audio to the model as a live stream would, one chunk of ``--chunk-size`` encoder
-frames at a time (attention and convolution caches carry the past; ``--num-left-chunks``
-bounds it), and prints the partial CTC prefix beam search result after each chunk with the
-audio time and the compute time it took. At the end it prints the final result of a second
-pass over all encodings: ``attention_rescoring`` when the model has a decoder, else the CTC
-prefix beam search itself (``--final-method`` picks another registered search).
+frames at a time (each encoder block carries its own state: attention and convolution
+caches, Mamba's scan state; ``--num-left-chunks`` bounds the attention history), runs a
+streaming search over each chunk and prints its partial result with the audio time and the
+compute time it took. ``--method`` is any search that can stream (default: the config's first
+``decode.methods`` entry that can); one that cannot is refused, naming those that can. At the
+end it prints the final result: a second pass over all encodings with ``--final-method``
+(default: ``attention_rescoring`` when the model has a decoder), else the streaming search's
+own final result. ``--chunk-size 0`` is the encoder's own static chunk.
 """
 from __future__ import annotations
 
@@ -24,10 +27,9 @@ from speechforge.commands.decode import method_options
 from speechforge.config import parse_section
 from speechforge.data.audio import load_audio
 from speechforge.decode.recognizer import Recognizer
-from speechforge.decode.streaming_decoder import StreamingDecoder
+from speechforge.decode.streaming_decoder import StreamingDecoder, can_stream, check_streaming_method, streaming_methods
+from speechforge.errors import ConfigError
 from speechforge.train.options import DecodeOptions
-
-STREAMED = "ctc_prefix_beam_search"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,12 +39,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--exp-dir", required=True, type=Path)
     parser.add_argument("audio", type=Path, help="an audio file (resampled to the model's rate)")
-    parser.add_argument("--chunk-size", type=int, default=16, help="encoder frames per chunk (> 0)")
+    parser.add_argument("--chunk-size", type=int, default=16, help="encoder frames per chunk (> 0; 0 = the encoder's static chunk)")
     parser.add_argument("--num-left-chunks", type=int, default=-1, help="chunks of left context kept, -1 = all")
-    parser.add_argument("--beam-size", type=int, help="prefix beam size (default: decode.beam_size)")
+    parser.add_argument("--method", help="a search that streams (default: the first of decode.methods that does)")
+    parser.add_argument("--beam-size", type=int, help="for beam searches (default: decode.beam_size)")
     parser.add_argument("--final-method", help="search for the final pass (default: attention_rescoring with a decoder)")
     parser.add_argument("--checkpoint", type=Path, help="default: EXP/model_avg.pt, else the newest checkpoint")
     parser.set_defaults(run=run)
+
+
+def default_method(recognizer: Recognizer, methods: list[str]) -> str:
+    """The first of ``decode.methods`` that can stream."""
+    registry = recognizer.host.registry
+    for method in methods:
+        if can_stream(registry.get("search", method)):
+            return method
+    raise ConfigError(
+        f"decode.methods: none of {', '.join(methods) or '(none)'} can stream; pass --method with one of "
+        f"{', '.join(streaming_methods(registry)) or '(none)'}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,10 +65,14 @@ def run(args: argparse.Namespace) -> int:
     defaults = parse_section(DecodeOptions, recognizer.config, "decode")
     beam_size = args.beam_size or defaults.beam_size
     model = recognizer.model
-    stream = StreamingDecoder(model, args.chunk_size, args.num_left_chunks, beam_size)
+    if args.method is None:
+        method = default_method(recognizer, defaults.methods)
+    else:
+        method = check_streaming_method(recognizer.host.registry, args.method)
+    search = recognizer.search(method, **method_options(recognizer, method, defaults, beam_size))
+    stream = StreamingDecoder(model, search, args.chunk_size, args.num_left_chunks)
     wave = load_audio(args.audio, recognizer.sample_rate)
-    hop = model.frontend.hop_length
-    piece = args.chunk_size * model.encoder.subsampling_rate * hop  # samples of one chunk
+    piece = stream.window.stride * model.frontend.hop_length  # samples of one chunk
     for start in range(0, wave.numel(), piece):
         started = time.perf_counter()
         if stream.accept_waveform(wave[start : start + piece]):
@@ -61,13 +80,12 @@ def run(args: argparse.Namespace) -> int:
             seconds = min(start + piece, wave.numel()) / recognizer.sample_rate
             print(f"partial {seconds:6.2f}s ({spent_ms:5.1f} ms): {recognizer.tokenizer.decode(stream.partial())}")
     encodings = stream.finish()
-    method = args.final_method or ("attention_rescoring" if model.decoder is not None else STREAMED)
-    if method == STREAMED:
-        token_ids = stream.partial()
+    final_method = args.final_method or ("attention_rescoring" if model.decoder is not None else method)
+    if final_method == method:
+        token_ids = stream.final()
     else:
-        search = recognizer.search(method, **method_options(recognizer, method, defaults, beam_size))
+        final = recognizer.search(final_method, **method_options(recognizer, final_method, defaults, beam_size))
         with torch.no_grad():
-            token_ids = search(model, encodings, torch.tensor([encodings.size(1)]))[0]
-    print(f"final ({method}): {recognizer.tokenizer.decode(token_ids)}")
+            token_ids = final(model, encodings, torch.tensor([encodings.size(1)]))[0]
+    print(f"final ({final_method}): {recognizer.tokenizer.decode(token_ids)}")
     return 0
-

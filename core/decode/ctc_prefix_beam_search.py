@@ -1,16 +1,18 @@
 """CTC prefix beam search (Hannun et al., 2014), registered as ``search``
 ``ctc_prefix_beam_search`` (its n-best feeds attention rescoring) and, with the experiment's
-n-gram language model fused in, ``ctc_prefix_beam_search_lm``."""
+n-gram language model fused in, ``ctc_prefix_beam_search_lm``. Both stream: the beams move
+forward chunk by chunk."""
 from __future__ import annotations
 
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import Tensor
 
 from speechforge.errors import ConfigError
-from speechforge.interfaces import SearchMethod
+from speechforge.interfaces import StreamingSearch
 from speechforge.lm.ngram_lm import NgramLM
 from speechforge.lm.shallow_fusion import LMPrefixScore
 
@@ -78,16 +80,35 @@ def prefix_beam_search(
         which also orders the n-best (with its end-of-sentence score).
     Returns: up to ``beam_size`` (tokens, CTC log-prob), best first.
     """
-    beams = extend_prefix_beams({(): (0.0, NEG_INF)}, log_probs, beam_size, blank_id, prefix_score)
+    return ranked_nbest(extend_prefix_beams(initial_beams(), log_probs, beam_size, blank_id, prefix_score), prefix_score)
+
+
+def initial_beams() -> Beams:
+    """The beams before any frame: the empty prefix, ending in blank with probability 1."""
+    return {(): (0.0, NEG_INF)}
+
+
+def ranked_nbest(beams: Beams, prefix_score: LMPrefixScore | None = None) -> list[tuple[tuple[int, ...], float]]:
+    """The beams as (tokens, CTC log-prob), best first; with a fused LM ordered by the CTC score
+    plus the LM's score of the whole hypothesis (end of sentence included)."""
     nbest = [(prefix, _logadd(*scores)) for prefix, scores in beams.items()]
     if prefix_score is not None:
         nbest.sort(key=lambda item: item[1] + prefix_score.final(item[0]), reverse=True)
     return nbest
 
 
-class CTCPrefixBeamSearch(SearchMethod):
+@dataclass
+class PrefixBeamState:
+    """Per utterance: its beams and its LM fusion (memoised prefix scores), or None."""
+
+    beams: list[Beams]
+    fusions: list[LMPrefixScore | None]
+
+
+class CTCPrefixBeamSearch(StreamingSearch[PrefixBeamState]):
     """Best hypothesis of :func:`prefix_beam_search` per utterance, optionally with an n-gram
-    LM fused in (``lm_weight`` times its log-prob plus ``lm_bonus`` per token)."""
+    LM fused in (``lm_weight`` times its log-prob plus ``lm_bonus`` per token). Streams: each
+    chunk's frames extend the beams, which equal those of one pass over all frames."""
 
     def __init__(
         self, *, beam_size: int = 10, blank_id: int = 0, lm: NgramLM | None = None, lm_weight: float = 0.0, lm_bonus: float = 0.0
@@ -98,14 +119,31 @@ class CTCPrefixBeamSearch(SearchMethod):
         self.lm_weight = lm_weight
         self.lm_bonus = lm_bonus
 
-    def __call__(self, model, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
-        log_probs = model.ctc(encoder_out)  # (B, T, V)
-        hyps = []
-        for i in range(log_probs.size(0)):
-            fusion = LMPrefixScore(self.lm, self.lm_weight, self.lm_bonus) if self.lm is not None else None
-            nbest = prefix_beam_search(log_probs[i, : encoder_lens[i]], self.beam_size, self.blank_id, fusion)
-            hyps.append(list(nbest[0][0]))
-        return hyps
+    def init(self, model, batch_size: int) -> PrefixBeamState:
+        fusions = [self._fusion() for _ in range(batch_size)]
+        return PrefixBeamState([initial_beams() for _ in range(batch_size)], fusions)
+
+    def step(self, model, state: PrefixBeamState, encoder_chunk: Tensor, chunk_lens: Tensor) -> PrefixBeamState:
+        log_probs = model.ctc(encoder_chunk)  # (B, T, V)
+        for i, length in enumerate(chunk_lens.tolist()):
+            if length > 0:
+                state.beams[i] = extend_prefix_beams(
+                    state.beams[i], log_probs[i, :length], self.beam_size, self.blank_id, state.fusions[i]
+                )
+        return state
+
+    def partial(self, state: PrefixBeamState) -> list[list[int]]:
+        """The best prefix so far, ranked as the beams are (CTC score plus the LM's prefix score)."""
+        return [
+            list(max(beams.items(), key=lambda kv: _logadd(*kv[1]) + (fusion(kv[0]) if fusion else 0.0))[0])
+            for beams, fusion in zip(state.beams, state.fusions)
+        ]
+
+    def finalize(self, model, state: PrefixBeamState) -> list[list[int]]:
+        return [list(ranked_nbest(beams, fusion)[0][0]) for beams, fusion in zip(state.beams, state.fusions)]
+
+    def _fusion(self) -> LMPrefixScore | None:
+        return LMPrefixScore(self.lm, self.lm_weight, self.lm_bonus) if self.lm is not None else None
 
 
 def ctc_prefix_beam_search(*, beam_size: int = 10, blank_id: int = 0) -> CTCPrefixBeamSearch:

@@ -1,42 +1,82 @@
-"""Decode one utterance while its audio arrives: features, encoder chunks with attention and
-convolution caches, and a CTC prefix beam search that moves forward frame by frame."""
+"""Decode one utterance while its audio arrives: features for the new samples only, encoder
+chunks carrying the encoder's :class:`~speechforge.interfaces.EncoderState`, and any
+:class:`~speechforge.interfaces.StreamingSearch` stepping forward chunk by chunk."""
 from __future__ import annotations
+
+import typing
 
 import torch
 from torch import Tensor
 
-from speechforge.decode.ctc_prefix_beam_search import NEG_INF, Beams, _logadd, extend_prefix_beams
 from speechforge.errors import ConfigError
+from speechforge.interfaces import EncoderState, StreamingEncoder, StreamingSearch
+from speechforge.registry import Component, ComponentRegistry
+
+
+def can_stream(component: Component) -> bool:
+    """Whether a registered ``search`` builds a :class:`StreamingSearch`, told without building
+    it: a class by its bases, a factory function by its return annotation."""
+    factory = component.factory
+    if isinstance(factory, type):
+        return issubclass(factory, StreamingSearch)
+    try:
+        returned = typing.get_type_hints(factory).get("return")
+    except (NameError, TypeError):  # an annotation that does not resolve: not declared
+        return False
+    return isinstance(returned, type) and issubclass(returned, StreamingSearch)
+
+
+def streaming_methods(registry: ComponentRegistry) -> list[str]:
+    """The registered searches that can stream, sorted."""
+    return [name for name in registry.names("search") if can_stream(registry.get("search", name))]
+
+
+def check_streaming_method(registry: ComponentRegistry, method: str, key: str = "--method") -> str:
+    """Returns ``method`` when it is a registered search that streams; else a one-line
+    ConfigError naming it and the methods that stream."""
+    if not can_stream(registry.get("search", method)):
+        raise ConfigError(
+            f"{key}: {method} cannot stream; streaming methods: {', '.join(streaming_methods(registry)) or '(none)'}"
+        )
+    return method
 
 
 class StreamingDecoder:
     """Feeds ``accept_waveform`` pieces through the frontend and the encoder's
-    ``forward_chunk``, one chunk of ``chunk_size`` encoder frames at a time, and keeps the
-    CTC prefix beams up to date, so that :meth:`partial` is the best hypothesis so far.
+    ``forward_chunk``, one chunk of ``chunk_size`` encoder frames at a time, and steps the
+    search over each chunk's encodings, so that :meth:`partial` is the best hypothesis so far.
 
-    Features are computed only for the new frames (the frontend's frames are independent
-    windows of ``win_length`` samples every ``hop_length``), so the cost per chunk does not
-    grow with the utterance. :meth:`finish` encodes what is left and returns all encodings,
-    for a second pass such as attention rescoring.
+    ``chunk_size`` follows :mod:`speechforge.interfaces`: N > 0 chunks of N frames, 0 the
+    encoder's own static chunk; -1 (full context) cannot stream. Features are computed only
+    for the new frames (the frontend's frames are independent windows of ``win_length``
+    samples every ``hop_length``), so the cost per chunk does not grow with the utterance.
+    :meth:`finish` encodes what is left and returns all encodings, for a second pass such as
+    attention rescoring; :meth:`final` is the search's own final result.
     """
 
-    def __init__(self, model, chunk_size: int, num_left_chunks: int = -1, beam_size: int = 10, blank_id: int = 0) -> None:
+    def __init__(self, model, search: StreamingSearch, chunk_size: int, num_left_chunks: int = -1) -> None:
+        encoder = model.encoder
+        if not isinstance(encoder, StreamingEncoder):
+            raise ConfigError(f"encoder: {type(encoder).__name__} is no StreamingEncoder, so it cannot stream")
+        if not isinstance(search, StreamingSearch):
+            raise ConfigError(f"--method: {type(search).__name__} is no StreamingSearch, so it cannot stream")
+        if chunk_size == 0:
+            chunk_size, num_left_chunks = encoder.resolve_chunk(0, num_left_chunks, 0)
+            if chunk_size <= 0:
+                raise ConfigError(
+                    f"--chunk-size: 0 means the encoder's own chunk, and {type(encoder).__name__} has no static "
+                    f"chunk (static_chunk_size); give a chunk of N > 0 frames"
+                )
         if chunk_size <= 0:
             raise ConfigError(f"--chunk-size: streaming needs a chunk of at least 1 frame, got {chunk_size}")
-        encoder = model.encoder
-        if not hasattr(encoder, "forward_chunk"):
-            raise ConfigError(f"encoder: {type(encoder).__name__} has no forward_chunk, so it cannot stream")
         frontend = model.frontend
         if not (hasattr(frontend, "win_length") and hasattr(frontend, "hop_length")):
             raise ConfigError(f"frontend: {type(frontend).__name__} does not say its window and hop, so it cannot stream")
         self.model = model
+        self.search = search
         self.chunk_size = chunk_size
-        self.beam_size = beam_size
-        self.blank_id = blank_id
-        self.required_cache_size = chunk_size * num_left_chunks if num_left_chunks >= 0 else -1
-        factor, self.context = encoder.embed.factor, encoder.embed.right_context + 1
-        self.window = (chunk_size - 1) * factor + self.context  # feature frames per chunk
-        self.stride = chunk_size * factor
+        self.num_left_chunks = num_left_chunks
+        self.window = encoder.chunk_window(chunk_size)
         self.reset()
 
     def reset(self) -> None:
@@ -44,34 +84,32 @@ class StreamingDecoder:
         self.samples = torch.zeros(0)
         self.sample_start = 0  # absolute index of samples[0]
         self.feats: Tensor | None = None  # (frames, F) not yet consumed by a full window
-        self.feat_start = 0  # absolute index of feats[0]
         self.frames_done = 0  # feature frames computed so far
-        self.offset = 0  # encoder frames produced so far
-        self.att_cache = torch.zeros(0, 0, 0, 0)
-        self.cnn_cache = torch.zeros(0, 0, 0, 0)
+        self.encoder_state: EncoderState | None = None  # made at the first chunk
+        self.search_state = None
         self.encodings: list[Tensor] = []
-        self.beams: Beams = {(): (0.0, NEG_INF)}
 
     @torch.no_grad()
     def accept_waveform(self, samples: Tensor) -> int:
         """Add samples (S,) at the model's rate; encode every chunk now complete.
 
         Returns: the number of chunks encoded by this call.
+        Raises: ConfigError at the first chunk when the encoder cannot stream (a block that
+            sees the future).
         """
         self.samples = torch.cat((self.samples, samples.detach().float().cpu().flatten()))
         self._compute_features()
         chunks = 0
-        while self.feats is not None and self.feats.size(0) >= self.window:
-            self._encode(self.feats[: self.window])
-            self.feats = self.feats[self.stride :]
-            self.feat_start += self.stride
+        while self.feats is not None and self.feats.size(0) >= self.window.frames:
+            self._encode(self.feats[: self.window.frames])
+            self.feats = self.feats[self.window.stride :]
             chunks += 1
         return chunks
 
     @torch.no_grad()
     def finish(self) -> Tensor:
         """Encode the last, shorter chunk. Returns all encodings (1, T', D)."""
-        if self.feats is not None and self.feats.size(0) >= self.context:
+        if self.feats is not None and self.feats.size(0) >= self.window.min_frames:
             self._encode(self.feats)
         self.feats = None
         if not self.encodings:
@@ -79,8 +117,14 @@ class StreamingDecoder:
         return torch.cat(self.encodings, dim=1)
 
     def partial(self) -> list[int]:
-        """The best token sequence of the CTC prefix beam search so far."""
-        return list(max(self.beams.items(), key=lambda kv: _logadd(*kv[1]))[0])
+        """The search's best token ids so far."""
+        return [] if self.search_state is None else self.search.partial(self.search_state)[0]
+
+    @torch.no_grad()
+    def final(self) -> list[int]:
+        """The search's final token ids (call after :meth:`finish`)."""
+        state = self.search_state if self.search_state is not None else self.search.init(self.model, 1)
+        return self.search.finalize(self.model, state)[0]
 
     def _compute_features(self) -> None:
         frontend = self.model.frontend
@@ -99,10 +143,10 @@ class StreamingDecoder:
         self.sample_start += keep_from
 
     def _encode(self, feats: Tensor) -> None:
-        ys, self.att_cache, self.cnn_cache = self.model.encoder.forward_chunk(
-            feats.unsqueeze(0), self.offset, self.required_cache_size, self.att_cache, self.cnn_cache
-        )  # ys (1, chunk, D)
-        self.offset += ys.size(1)
-        self.encodings.append(ys)
-        log_probs = self.model.ctc(ys)[0]  # (chunk, V)
-        self.beams = extend_prefix_beams(self.beams, log_probs, self.beam_size, self.blank_id)
+        encoder = self.model.encoder
+        if self.encoder_state is None:
+            self.encoder_state = encoder.initial_state(1, self.chunk_size, self.num_left_chunks)
+            self.search_state = self.search.init(self.model, 1)
+        ys, ys_lens, self.encoder_state = encoder.forward_chunk(feats.unsqueeze(0), None, self.encoder_state)
+        self.encodings.append(ys)  # (1, chunk, D)
+        self.search_state = self.search.step(self.model, self.search_state, ys, ys_lens)

@@ -4,8 +4,9 @@ different defaults.
 
 It also carries what unified streaming and non-streaming models (U2/U2++, Wu et al., 2021)
 need from an encoder: dynamic chunk training (a random attention chunk per batch), and
-chunk-by-chunk inference with attention and convolution caches that gives the same encodings
-as the full-utterance forward under the same chunk mask.
+chunk-by-chunk inference that carries each block's own streaming state (attention and
+convolution caches, Mamba's scan state) and gives the same encodings as the full-utterance
+forward under the same chunk mask.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from speechforge.errors import ConfigError
-from speechforge.interfaces import Attention, BlockCache, Encoder
+from speechforge.interfaces import Attention, ChunkWindow, EncoderState, StreamingEncoder, check_chunk_size
 from speechforge.modules.mask import encoder_attention_mask, padding_mask
 from speechforge.modules.positional_encoding import PositionalEncoding
 from speechforge.modules.rel_positional_encoding import RelPositionalEncoding
@@ -26,7 +27,7 @@ from speechforge.registry import build_component
 POS_ENCODINGS = ("rel", "abs", "none")
 
 
-class BlockStackEncoder(Encoder):
+class BlockStackEncoder(StreamingEncoder):
     """Subsampling → positional encoding → N blocks → LayerNorm.
 
     The encoder offers its blocks ``d_model``, ``heads``, ``ffn``, ``attention``, ``dropout``
@@ -141,8 +142,11 @@ class BlockStackEncoder(Encoder):
 
     def resolve_chunk(self, chunk_size: int, num_left_chunks: int, num_frames: int) -> tuple[int, int]:
         """What ``chunk_size=0`` (the encoder's own setting) means for this call; other values
-        pass through. Returns (chunk_size, num_left_chunks), chunk_size <= 0 for full context."""
-        if chunk_size != 0:
+        pass through. Returns (chunk_size, num_left_chunks), chunk_size -1 for full context.
+
+        Raises: ConfigError for a chunk_size below -1.
+        """
+        if check_chunk_size(chunk_size) != 0:
             return chunk_size, num_left_chunks
         if self.use_dynamic_chunk and self.training:
             return self.sample_chunk(num_frames)
@@ -177,122 +181,66 @@ class BlockStackEncoder(Encoder):
         return self.after_norm(x), lengths
 
     # -- streaming -------------------------------------------------------------------------
-    def initial_state(self, batch_size: int) -> list[BlockCache]:
-        """Per-block caches before the first chunk: no attention keys, zero convolution history.
+    def chunk_window(self, chunk_size: int) -> ChunkWindow:
+        return self.embed.chunk_window(chunk_size)
 
-        Raises: ConfigError when a block's convolution sees the future (``causal: false``),
-        since chunk-by-chunk encoding could then never equal the chunk-masked forward.
+    def initial_state(self, batch_size: int, chunk_size: int, num_left_chunks: int = -1) -> EncoderState:
+        """Each block's own state before the first chunk; ``chunk_size * num_left_chunks`` frames
+        of attention history are kept between chunks (all with -1).
+
+        Raises: ConfigError naming the first block that cannot stream (a convolution that sees
+        the future, a bidirectional Mamba...).
         """
+        if chunk_size <= 0:
+            raise ValueError(f"streaming needs a chunk_size > 0, got {chunk_size}")
         reference = self.after_norm.weight
-        states = []
+        blocks = []
         for i, block in enumerate(self.blocks):
-            state: BlockCache = {}
-            attention = getattr(block, "self_attn", None)
-            if isinstance(attention, Attention):
-                d_head = self.output_dim // self.heads
-                state["att"] = reference.new_zeros(batch_size, self.heads, 0, 2 * d_head)
-            conv = getattr(block, "conv_module", None)
-            if conv is not None:
-                if not conv.causal:
-                    raise ConfigError(
-                        f"encoder.causal: blocks.{i} has a convolution that sees the future; "
-                        f"streaming needs causal: true"
-                    )
-                state["cnn"] = reference.new_zeros(batch_size, self.output_dim, conv.left_context)
-            states.append(state)
-        return states
+            try:
+                blocks.append(block.initial_state(batch_size, reference.device, reference.dtype))
+            except ConfigError as error:
+                raise ConfigError(f"encoder: blocks.{i} {error}") from None
+        history = chunk_size * num_left_chunks if num_left_chunks >= 0 else -1
+        return EncoderState(blocks, offset=0, history=history)
 
     def forward_chunk(
-        self,
-        xs: Tensor,
-        offset: int,
-        required_cache_size: int,
-        att_cache: Tensor,
-        cnn_cache: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Encode one chunk of one utterance (WeNet's ``forward_chunk`` semantics).
+        self, feats: Tensor, lengths: Tensor | None, state: EncoderState
+    ) -> tuple[Tensor, Tensor, EncoderState]:
+        """One chunk of a batch through the stack; each block gets and returns its own state.
 
         Args:
-            xs: (1, window, F) features: ``(chunk - 1) * subsampling + right_context + 1``
-                frames for a chunk of ``chunk`` output frames (fewer at the end).
-            offset: output frames produced so far (absolute position of this chunk's first).
-            required_cache_size: attention frames to keep for the next chunk,
-                ``chunk * num_left_chunks``; negative keeps all.
-            att_cache: (num_blocks, H, Tc, 2 * D/H) keys and values of earlier frames, or an
-                empty (0, 0, 0, 0) tensor at the start.
-            cnn_cache: (num_blocks, 1, D, kernel - 1) convolution history, or empty at the
-                start; (num_blocks, 1, D, 0) for blocks without convolution.
-        Returns: encodings (1, chunk, D), the next att_cache (num_blocks, H, Tc', 2 * D/H) and
-            cnn_cache (num_blocks, 1, D, kernel - 1).
+            feats: (B, window, F), the chunk's :meth:`chunk_window` of features.
+            lengths: (B,) valid frames of the window, or None when all are valid.
+            state: from :meth:`initial_state` or the previous chunk.
+        Returns: (B, chunk, D), valid lengths (B,), the next state.
         """
-        if xs.size(0) != 1:
-            raise ValueError(f"forward_chunk takes one utterance, got a batch of {xs.size(0)}")
-        states = self.initial_state(1)
-        for i, state in enumerate(states):
-            if "att" not in state or set(state) - {"att", "cnn"}:
-                raise ValueError(
-                    f"forward_chunk carries attention and convolution caches only; blocks.{i} "
-                    f"({type(self.blocks[i]).__name__}) keeps other state: use forward_cached"
-                )
-            if att_cache.size(0) > 0:
-                state["att"] = att_cache[i : i + 1]
-                if "cnn" in state:
-                    state["cnn"] = cnn_cache[i]
-        ys, states = self.forward_cached(xs, None, offset, required_cache_size, states)
-        att = torch.cat([s["att"] for s in states])  # (num_blocks, H, Tc', 2 * dk)
-        cnn = torch.stack([s.get("cnn", ys.new_zeros(1, self.output_dim, 0)) for s in states])
-        return ys, att, cnn
-
-    def forward_cached(
-        self,
-        feats: Tensor,
-        lengths: Tensor | None,
-        offset: int,
-        required_cache_size: int,
-        states: list[BlockCache],
-    ) -> tuple[Tensor, list[BlockCache]]:
-        """One chunk of a batch through the stack, with per-block caches.
-
-        Args:
-            feats: (B, window, F) feature window of the chunk.
-            lengths: (B,) valid frames of the window (utterances end at different chunks), or
-                None when all are valid.
-            offset: output frames produced before this chunk.
-            required_cache_size: attention frames kept for the next chunk; negative keeps all.
-            states: per-block caches from :meth:`initial_state` or the previous chunk.
-        Returns: (B, chunk, D) and the next states.
-        """
+        if len(state.blocks) != len(self.blocks):
+            raise ValueError(f"the state has {len(state.blocks)} block states for {len(self.blocks)} blocks")
         full = torch.full((feats.size(0),), feats.size(1), dtype=torch.long, device=feats.device)
         x, valid = self.embed(feats, full if lengths is None else lengths)  # (B, chunk, D)
-        cached = next((s["att"].size(2) for s in states if "att" in s), 0)
+        cached = state.cached_frames
         pos_emb = None
         if isinstance(self.pos_enc, RelPositionalEncoding):
             x, pos_emb = self.pos_enc(x, offset=cached)  # pos_emb covers cached + chunk keys
         elif self.pos_enc is not None:
-            x, _ = self.pos_enc(x, offset=offset)
+            x, _ = self.pos_enc(x, offset=state.offset)
         pad_mask = att_mask = None
         if lengths is not None and not bool((valid == x.size(1)).all()):
             pad_mask = padding_mask(valid, x.size(1)).unsqueeze(1)  # (B, 1, chunk)
             att_mask = torch.cat((pad_mask.new_ones(x.size(0), 1, cached), pad_mask), dim=-1)  # (B, 1, Tc + chunk)
-        keys = cached + x.size(1)
-        keep_from = 0 if required_cache_size < 0 else max(keys - required_cache_size, 0)
-        next_states = []
-        for block, state in zip(self.blocks, states):
-            x, state = block(x, att_mask, pad_mask, pos_emb, state)
-            if "att" in state:
-                state = {**state, "att": state["att"][:, :, keep_from:]}
-            next_states.append(state)
-        return self.after_norm(x), next_states
+        blocks = []
+        for block, block_state in zip(self.blocks, state.blocks):
+            x, block_state = block(x, att_mask, pad_mask, pos_emb, block_state)
+            blocks.append(block.limit_history(block_state, state.history))
+        next_state = EncoderState(blocks, offset=state.offset + x.size(1), history=state.history)
+        return self.after_norm(x), valid, next_state
 
     def forward_chunk_by_chunk(
         self, feats: Tensor, lengths: Tensor, chunk_size: int, num_left_chunks: int = -1
     ) -> tuple[Tensor, Tensor]:
-        """Encode whole utterances chunk by chunk, as a stream would arrive.
-
-        Input windows overlap by the subsampling's right context, so the subsampling keeps no
-        state: window ``(chunk - 1) * subsampling + right_context + 1`` frames, stride
-        ``chunk * subsampling``. Equals ``forward(feats, lengths, chunk_size,
-        num_left_chunks)`` on every valid frame.
+        """Encode whole utterances chunk by chunk, as a stream would arrive, through
+        :meth:`forward_chunk` with the windows of :meth:`chunk_window`. Equals
+        ``forward(feats, lengths, chunk_size, num_left_chunks)`` on every valid frame.
 
         Args: feats (B, T, F), lengths (B,), chunk_size > 0 output frames, num_left_chunks
             (-1 for all).
@@ -300,17 +248,14 @@ class BlockStackEncoder(Encoder):
         """
         if chunk_size <= 0:
             raise ValueError(f"chunk-by-chunk encoding needs a chunk_size > 0, got {chunk_size}")
-        factor, context = self.embed.factor, self.embed.right_context + 1
-        window, stride = (chunk_size - 1) * factor + context, chunk_size * factor
-        required = chunk_size * num_left_chunks if num_left_chunks >= 0 else -1
-        states = self.initial_state(feats.size(0))
-        outputs, offset = [], 0
-        for start in range(0, feats.size(1) - context + 1, stride):
-            chunk_feats = feats[:, start : start + window]
+        window = self.chunk_window(chunk_size)
+        state = self.initial_state(feats.size(0), chunk_size, num_left_chunks)
+        outputs = []
+        for start in range(0, feats.size(1) - window.min_frames + 1, window.stride):
+            chunk_feats = feats[:, start : start + window.frames]
             chunk_lens = (lengths - start).clamp(0, chunk_feats.size(1))
-            ys, states = self.forward_cached(chunk_feats, chunk_lens, offset, required, states)
+            ys, _, state = self.forward_chunk(chunk_feats, chunk_lens, state)
             outputs.append(ys)
-            offset += ys.size(1)
         out_lens = self.embed.output_lengths(lengths)
         if not outputs:
             return feats.new_zeros(feats.size(0), 0, self.output_dim), out_lens

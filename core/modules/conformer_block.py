@@ -6,18 +6,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from speechforge.errors import ConfigError
 from speechforge.interfaces import BlockCache, EncoderBlock
 from speechforge.modules.convolution import ConformerConvolution
 from speechforge.modules.dropout import Dropout
+from speechforge.modules.multi_head_attention import limit_cache
 from speechforge.registry import build_component
 
 
 class ConformerBlock(EncoderBlock):
     """x + ½FFN → x + MHSA → x + Conv → x + ½FFN → LayerNorm.
 
-    Streaming state keys: ``"att"`` (B, H, Tc, 2·dk) and ``"cnn"`` (B, D, kernel_size - 1).
+    Streaming state keys: ``"att"`` (B, H, Tc, 2·dk) and, with a convolution, ``"cnn"``
+    (B, D, kernel_size - 1).
     """
 
     def __init__(
@@ -48,6 +52,18 @@ class ConformerBlock(EncoderBlock):
         self.norm_ff = nn.LayerNorm(d_model)
         self.norm_final = nn.LayerNorm(d_model)
         self.dropout = Dropout(dropout)
+
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> BlockCache:
+        """No attention keys and zero convolution history; the convolution must be causal."""
+        state = {"att": self.self_attn.initial_cache(batch_size, device, dtype)}
+        if self.conv_module is not None:
+            if not self.conv_module.causal:
+                raise ConfigError("has a convolution that sees the future; streaming needs causal: true")
+            state["cnn"] = self.conv_module.initial_cache(batch_size, device, dtype)
+        return state
+
+    def limit_history(self, state: BlockCache, frames: int) -> BlockCache:
+        return {**state, "att": limit_cache(state["att"], frames)}
 
     def forward(
         self,

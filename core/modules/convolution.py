@@ -45,6 +45,16 @@ class ConformerConvolution(nn.Module):
         self.activation = make_activation(activation)
         self.pointwise_conv2 = nn.Conv1d(d_model, d_model, 1, bias=bias)
 
+    def initial_cache(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Zero history before the first chunk: (B, D, kernel_size - 1).
+
+        Raises: ValueError for a convolution that sees the future (``causal: false``), since
+        chunk-by-chunk encoding could then never equal the chunk-masked forward.
+        """
+        if not self.causal:
+            raise ValueError("a streaming cache needs a causal convolution (causal: true)")
+        return torch.zeros(batch_size, self.pointwise_conv2.out_channels, self.left_context, device=device, dtype=dtype)
+
     def forward(
         self, x: Tensor, pad_mask: Tensor | None = None, cache: Tensor | None = None
     ) -> tuple[Tensor, Tensor | None]:

@@ -41,6 +41,10 @@ class MultiHeadAttention(Attention):
         self.linear_v = nn.Linear(d_model, d_model, bias=bias)
         self.linear_out = nn.Linear(d_model, d_model, bias=bias)
 
+    def initial_cache(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """No keys yet: (B, H, 0, 2 * dk)."""
+        return torch.zeros(batch_size, self.heads, 0, 2 * self.d_head, device=device, dtype=dtype)
+
     def split_heads(self, x: Tensor) -> Tensor:
         """(B, T, D) -> (B, H, T, dk), a view."""
         return x.view(x.size(0), x.size(1), self.heads, self.d_head).transpose(1, 2)
@@ -115,6 +119,13 @@ class MultiHeadAttention(Attention):
         if empty_rows is not None:
             out = out.masked_fill(empty_rows.squeeze(1), 0.0)
         return out
+
+
+def limit_cache(cache: Tensor, frames: int) -> Tensor:
+    """The last ``frames`` frames of a (B, H, Tc, 2 * dk) cache; -1 keeps all."""
+    if frames < 0:
+        return cache
+    return cache[:, :, max(cache.size(2) - frames, 0) :]
 
 
 def extend_with_cache(k: Tensor, v: Tensor, cache: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:

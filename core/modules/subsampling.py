@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from speechforge.interfaces import ChunkWindow
 from speechforge.modules.fused_linear import linear
 
 # factor -> (kernel, stride) of each conv layer
@@ -37,7 +38,8 @@ class Conv2dSubsampling(nn.Module):
     Attributes:
         factor: input frames per output frame.
         right_context: extra input frames the first output frame needs beyond ``factor``
-            (streaming windows overlap by this much so the subsampling keeps no cache).
+            (streaming windows overlap by this much so the subsampling keeps no cache; see
+            :meth:`chunk_window`).
     """
 
     def __init__(self, input_dim: int, d_model: int, factor: int = 4, channels: int = 0) -> None:
@@ -60,6 +62,15 @@ class Conv2dSubsampling(nn.Module):
         # first-conv output elements per output frame and utterance
         self._first_conv_elements = factor // first_stride * width * ((input_dim - first_kernel) // first_stride + 1)
 
+    def chunk_window(self, chunk_size: int) -> ChunkWindow:
+        """The input window of ``chunk_size`` output frames: ``(chunk - 1) * factor +
+        right_context + 1`` frames, every ``chunk * factor`` frames; the one place this
+        arithmetic lives (streaming and the long-input split of :meth:`forward` use it)."""
+        if chunk_size <= 0:
+            raise ValueError(f"a chunk window needs chunk_size > 0, got {chunk_size}")
+        min_frames = self.right_context + 1
+        return ChunkWindow((chunk_size - 1) * self.factor + min_frames, chunk_size * self.factor, min_frames)
+
     def output_lengths(self, lengths: Tensor) -> Tensor:
         for kernel, stride in _LAYERS[self.factor]:
             lengths = (lengths - kernel) // stride + 1
@@ -74,10 +85,10 @@ class Conv2dSubsampling(nn.Module):
         step = max(_MIN_CHUNK_FRAMES, _CHUNK_ELEMENTS // (x.size(0) * self._first_conv_elements))
         if frames <= step:
             return self._subsample(x), self.output_lengths(lengths)
-        window = (step - 1) * self.factor + self.right_context + 1
+        window = self.chunk_window(step)
         chunks = [
-            self._subsample(x[:, :, start * self.factor : start * self.factor + window])
-            for start in range(0, frames, step)
+            self._subsample(x[:, :, start : start + window.frames])
+            for start in range(0, frames * self.factor, window.stride)
         ]
         return torch.cat(chunks, dim=1), self.output_lengths(lengths)
 

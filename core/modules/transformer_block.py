@@ -4,9 +4,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from speechforge.interfaces import BlockCache, EncoderBlock
+from speechforge.modules.multi_head_attention import limit_cache
 from speechforge.registry import build_component
 
 
@@ -28,6 +30,13 @@ class TransformerBlock(EncoderBlock):
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
+
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> BlockCache:
+        """No attention keys yet."""
+        return {"att": self.self_attn.initial_cache(batch_size, device, dtype)}
+
+    def limit_history(self, state: BlockCache, frames: int) -> BlockCache:
+        return {"att": limit_cache(state["att"], frames)}
 
     def forward(
         self,

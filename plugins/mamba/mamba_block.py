@@ -40,7 +40,8 @@ class MambaBlock(EncoderBlock):
     the normalised input; the backward one sees the valid frames of each utterance in reverse
     order, so padding never reaches them. Their outputs are summed or concatenated and
     projected back (``merge``). Streaming state keys (causal block): ``"conv"``
-    (B, Din, d_conv - 1) and ``"ssm"`` (B, Din, d_state); an empty dict starts a stream.
+    (B, Din, d_conv - 1) and ``"ssm"`` (B, Din, d_state) float32, both of fixed size whatever
+    the stream's length; :meth:`initial_state` (or an empty dict) starts a stream.
     """
 
     def __init__(
@@ -75,6 +76,14 @@ class MambaBlock(EncoderBlock):
         self.feed_forward = build_component("ffn", ffn, "ffn", d_model=d_model) if use_ffn else None
         self.dropout = nn.Dropout(dropout)
 
+    def initial_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> BlockCache:
+        """Zero conv history and scan state; a bidirectional block cannot stream."""
+        if self.mamba_backward is not None:
+            raise ConfigError("is bidirectional (reads utterances backwards); streaming needs bidirectional: false")
+        conv = torch.zeros(batch_size, self.mamba.d_inner, self.mamba.d_conv - 1, device=device, dtype=dtype)
+        ssm = torch.zeros(batch_size, self.mamba.d_inner, self.mamba.d_state, device=device, dtype=torch.float32)
+        return {"conv": conv, "ssm": ssm}
+
     def forward(
         self,
         x: Tensor,
@@ -98,7 +107,8 @@ class MambaBlock(EncoderBlock):
         if self.mamba_backward is None:
             state = None if cache is None else (cache.get("conv"), cache.get("ssm"))
             if state is not None and state[0] is None:
-                state = self._zero_state(x)
+                start = self.initial_state(x.size(0), x.device, x.dtype)
+                state = (start["conv"], start["ssm"])
             out, state = self.mamba(h, valid, state)
             if state is not None:
                 new_cache = {"conv": state[0], "ssm": state[1]}
@@ -130,9 +140,3 @@ class MambaBlock(EncoderBlock):
             return forward + backward
         out = self.merge_proj(torch.cat((forward, backward), dim=-1))  # (B, T, D)
         return out if valid is None else out.masked_fill(~valid.unsqueeze(-1), 0.0)
-
-    def _zero_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """The (conv, ssm) state at the start of a stream."""
-        conv = x.new_zeros(x.size(0), self.mamba.d_inner, self.mamba.d_conv - 1)
-        ssm = x.new_zeros(x.size(0), self.mamba.d_inner, self.mamba.d_state, dtype=torch.float32)
-        return conv, ssm

@@ -1,6 +1,7 @@
 """The streaming decoder: features computed piece by piece, chunks through ``forward_chunk``
 and the frame-by-frame CTC prefix beam search give what the chunk-masked full forward and the
-one-shot prefix beam search give, whatever the sizes the audio arrives in."""
+one-shot prefix beam search give, whatever the sizes the audio arrives in; every streaming
+search stepped chunk by chunk equals the offline search; methods that cannot stream are told."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from speechforge.builder import build_model
 from speechforge.decode.ctc_prefix_beam_search import prefix_beam_search
-from speechforge.decode.ctc_prefix_beam_search import extend_prefix_beams
+from speechforge.decode.ctc_prefix_beam_search import ctc_prefix_beam_search, extend_prefix_beams
 from speechforge.decode.streaming_decoder import StreamingDecoder
 from speechforge.errors import ConfigError
 
@@ -34,7 +35,7 @@ def test_stream_equals_chunk_masked_full_forward(chunk, left, piece):
     wave = torch.randn(14003) * 0.1
     with torch.no_grad():
         full, lens = asr.encode(wave.unsqueeze(0), torch.tensor([wave.numel()]), chunk, left)
-    stream = StreamingDecoder(asr, chunk, left, beam_size=4)
+    stream = StreamingDecoder(asr, ctc_prefix_beam_search(beam_size=4), chunk, left)
     for start in range(0, wave.numel(), piece):
         stream.accept_waveform(wave[start : start + piece])
     streamed = stream.finish()
@@ -56,7 +57,7 @@ def test_prefix_beams_continue_across_calls():
 
 def test_reset_starts_a_new_utterance():
     asr = model()
-    stream = StreamingDecoder(asr, 4)
+    stream = StreamingDecoder(asr, ctc_prefix_beam_search(), 4)
     wave = torch.randn(8000) * 0.1
     stream.accept_waveform(wave)
     first = stream.finish()
@@ -67,7 +68,7 @@ def test_reset_starts_a_new_utterance():
 
 def test_streaming_needs_a_positive_chunk_and_a_causal_encoder():
     with pytest.raises(ConfigError, match="--chunk-size: streaming needs a chunk of at least 1 frame, got -1"):
-        StreamingDecoder(model(), -1)
-    stream = StreamingDecoder(model(causal=False), 4)
+        StreamingDecoder(model(), ctc_prefix_beam_search(), -1)
+    stream = StreamingDecoder(model(causal=False), ctc_prefix_beam_search(), 4)
     with pytest.raises(ConfigError, match="streaming needs causal: true"):
         stream.accept_waveform(torch.randn(8000))

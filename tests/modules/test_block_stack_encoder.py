@@ -1,5 +1,5 @@
 """Streaming and dynamic chunks of the block-stack encoder: chunk-by-chunk encoding with
-caches equals the chunk-masked full forward, the WeNet-style ``forward_chunk`` cache shapes,
+caches equals the chunk-masked full forward, the block states ``forward_chunk`` carries,
 dynamic chunk sampling bounds, and the chunk options' checks."""
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from speechforge.errors import ConfigError
+from speechforge.interfaces import EncoderBlock
 from speechforge.registry import build_component
 
 F = 40
@@ -26,17 +27,17 @@ def encoder(kind: str = "conformer", conv_norm: str | None = "layer_norm", **ext
     return model
 
 
-def stream_one(model, feats: torch.Tensor, chunk: int, left: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run ``forward_chunk`` over one utterance the way a client would."""
+def stream_one(model, feats: torch.Tensor, chunk: int, left: int):
+    """Run ``forward_chunk`` over one utterance the way a client would; returns the encodings
+    and the last state."""
     factor, context = model.embed.factor, model.embed.right_context + 1
     window, stride = (chunk - 1) * factor + context, chunk * factor
-    att, cnn = torch.zeros(0, 0, 0, 0), torch.zeros(0, 0, 0, 0)
-    outs, offset = [], 0
+    state = model.initial_state(1, chunk, left)
+    outs = []
     for start in range(0, feats.size(1) - context + 1, stride):
-        ys, att, cnn = model.forward_chunk(feats[:, start : start + window], offset, chunk * left if left >= 0 else -1, att, cnn)
+        ys, _, state = model.forward_chunk(feats[:, start : start + window], None, state)
         outs.append(ys)
-        offset += ys.size(1)
-    return torch.cat(outs, dim=1), att, cnn
+    return torch.cat(outs, dim=1), state
 
 
 @pytest.mark.parametrize("kind,conv_norm", [("conformer", "layer_norm"), ("conformer", "batch_norm"), ("transformer", None)])
@@ -45,12 +46,16 @@ def test_forward_chunk_equals_chunk_masked_forward(kind, conv_norm, chunk, left)
     model = encoder(kind, conv_norm)
     feats = torch.randn(1, 117, F)
     full, _ = model(feats, torch.tensor([117]), chunk, left)
-    streamed, att, cnn = stream_one(model, feats, chunk, left)
+    streamed, state = stream_one(model, feats, chunk, left)
     assert streamed.shape == full.shape
     assert (streamed - full).abs().max() <= 1e-4
     kept = full.size(1) if left < 0 else min(full.size(1), chunk * left)
-    assert att.shape == (2, 4, kept, 2 * 32 // 4)  # (num_blocks, H, Tc, 2 * dk)
-    assert cnn.shape == (2, 1, 32, KERNEL - 1 if kind == "conformer" else 0)  # (num_blocks, B, D, kernel - 1)
+    assert state.offset == full.size(1) and len(state.blocks) == 2
+    for block_state in state.blocks:  # only real caches: no convolution state without a convolution
+        assert block_state["att"].shape == (1, 4, kept, 2 * 32 // 4)  # (B, H, Tc, 2 * dk)
+        assert set(block_state) == ({"att", "cnn"} if kind == "conformer" else {"att"})
+        if kind == "conformer":
+            assert block_state["cnn"].shape == (1, 32, KERNEL - 1)  # (B, D, kernel - 1)
 
 
 @pytest.mark.parametrize("chunk,left", [(4, -1), (3, 1), (16, 0)])
@@ -70,7 +75,7 @@ def test_windows_follow_the_subsampling(subsampling):
     model = encoder(subsampling=subsampling, subsampling_channels=8)
     feats = torch.randn(1, 157, F)
     full, _ = model(feats, torch.tensor([157]), 3, 1)
-    streamed, _, _ = stream_one(model, feats, 3, 1)
+    streamed, _ = stream_one(model, feats, 3, 1)
     assert streamed.shape == full.shape
     assert (streamed - full).abs().max() <= 1e-4
 
@@ -79,7 +84,7 @@ def test_abs_positions_stream_with_offsets():
     model = encoder("transformer")  # absolute positional encoding needs the frame offset
     feats = torch.randn(1, 99, F)
     full, _ = model(feats, torch.tensor([99]), 4, -1)
-    streamed, _, _ = stream_one(model, feats, 4, -1)
+    streamed, _ = stream_one(model, feats, 4, -1)
     assert (streamed - full).abs().max() <= 1e-4
 
 
@@ -89,9 +94,55 @@ def test_non_causal_convolution_cannot_stream():
         model.forward_chunk_by_chunk(torch.randn(1, 50, F), torch.tensor([50]), 4)
 
 
-def test_forward_chunk_takes_one_utterance():
-    with pytest.raises(ValueError, match="got a batch of 2"):
-        encoder().forward_chunk(torch.randn(2, 19, F), 0, -1, torch.zeros(0, 0, 0, 0), torch.zeros(0, 0, 0, 0))
+def test_forward_chunk_needs_a_state_per_block():
+    state = encoder().initial_state(1, 4)
+    state.blocks.pop()
+    with pytest.raises(ValueError, match="the state has 1 block states for 2 blocks"):
+        encoder().forward_chunk(torch.randn(1, 19, F), None, state)
+
+
+class Stateless(EncoderBlock):
+    """A block that declares no streaming state."""
+
+    def forward(self, x, att_mask, pad_mask, pos_emb=None, cache=None):
+        return x, cache
+
+
+def test_a_block_without_streaming_state_is_named():
+    model = encoder()
+    model.blocks[1] = Stateless()
+    with pytest.raises(ConfigError, match=r"^encoder: blocks\.1 \(Stateless\) has no streaming state, so it cannot stream$"):
+        model.initial_state(1, 4)
+
+
+def test_chunk_window_is_the_subsampling_arithmetic():
+    for factor, right_context in ((4, 6), (6, 10), (8, 14)):
+        model = encoder(subsampling=factor, subsampling_channels=8)
+        window = model.chunk_window(5)
+        assert (window.frames, window.stride, window.min_frames) == (4 * factor + right_context + 1, 5 * factor, right_context + 1)
+        full, _ = model(torch.randn(1, window.frames, F), torch.tensor([window.frames]))
+        assert full.size(1) == 5  # the window gives exactly the chunk
+        shorter, _ = model(torch.randn(1, window.frames - 1, F), torch.tensor([window.frames - 1]))
+        assert shorter.size(1) == 4
+
+
+@pytest.mark.parametrize("chunk", [-2, -10])
+def test_chunk_size_below_minus_one_is_refused(chunk):
+    with pytest.raises(ConfigError, match=rf"chunk_size: must be -1 \(full context\), 0 \(the encoder's own setting\) or N > 0 .*got {chunk}"):
+        encoder()(torch.randn(1, 30, F), torch.tensor([30]), chunk)
+
+
+def test_chunk_size_minus_one_zero_and_n():
+    """-1 is full context, 0 the configured behaviour (static chunk here), N chunks of N."""
+    static = encoder(static_chunk_size=3)
+    feats, lengths = torch.randn(1, 60, F), torch.tensor([60])
+    full, _ = static(feats, lengths, -1)
+    configured, _ = static(feats, lengths, 0)
+    chunked, _ = static(feats, lengths, 3)
+    torch.testing.assert_close(configured, chunked)
+    assert (full - chunked).abs().max() > 1e-3  # a chunk of 3 does not see what full context sees
+    plain = encoder()
+    torch.testing.assert_close(plain(feats, lengths, 0)[0], plain(feats, lengths, -1)[0])
 
 
 def test_dynamic_chunk_sampling_bounds():

@@ -32,12 +32,12 @@ MODEL = {
 METHODS = ["ctc_greedy_search", "ctc_prefix_beam_search", "attention", "attention_rescoring"]
 
 
-def untrained_experiment(root: Path, data: Path, with_decoder: bool = True) -> Path:
+def untrained_experiment(root: Path, data: Path, with_decoder: bool = True, decode: dict | None = None) -> Path:
     """Tokenizer, config and random weights: enough for the decoding commands."""
     exp = root / "exp"
     tokenizer = CharTokenizer.train([u.text for u in read_data_dir(data)])
     tokenizer.save(exp / "tokenizer")
-    config = {**MODEL, "vocab_size": tokenizer.vocab_size, "decode": {"beam_size": 3}}
+    config = {**MODEL, "vocab_size": tokenizer.vocab_size, "decode": {"beam_size": 3, **(decode or {})}}
     if not with_decoder:
         config = {k: v for k, v in config.items() if k != "decoder"}
         config["losses"] = [{"type": "ctc"}]
@@ -58,7 +58,7 @@ def test_stream_prints_partials_and_a_rescored_final(tmp_path, tiny_data_dir, ca
 def test_stream_without_decoder_ends_with_the_ctc_result(tmp_path, tiny_data_dir, capsys):
     exp = untrained_experiment(tmp_path, tiny_data_dir, with_decoder=False)
     audio = read_data_dir(tiny_data_dir)[0].audio
-    assert main(["stream", "--exp-dir", str(exp), audio, "--chunk-size", "8"]) == 0
+    assert main(["stream", "--exp-dir", str(exp), audio, "--chunk-size", "8", "--method", "ctc_prefix_beam_search"]) == 0
     final = capsys.readouterr().out.strip().splitlines()[-1]
     recognizer = Recognizer(exp)
     wave = load_audio(audio, recognizer.sample_rate)
@@ -71,6 +71,37 @@ def test_stream_refuses_full_context(tmp_path, tiny_data_dir, capsys):
     audio = read_data_dir(tiny_data_dir)[0].audio
     assert main(["stream", "--exp-dir", str(exp), audio, "--chunk-size", "-1"]) == 2
     assert "--chunk-size: streaming needs a chunk of at least 1 frame, got -1" in capsys.readouterr().err
+
+
+def test_stream_defaults_to_the_first_streaming_method_of_decode_methods(tmp_path, tiny_data_dir, capsys):
+    decode = {"methods": ["attention_rescoring", "ctc_greedy_search", "ctc_prefix_beam_search"]}
+    exp = untrained_experiment(tmp_path, tiny_data_dir, with_decoder=False, decode=decode)
+    audio = read_data_dir(tiny_data_dir)[0].audio
+    assert main(["stream", "--exp-dir", str(exp), audio, "--chunk-size", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    recognizer = Recognizer(exp)
+    wave = load_audio(audio, recognizer.sample_rate)
+    expected = recognizer.decode_batch(wave.unsqueeze(0), torch.tensor([wave.numel()]), "ctc_greedy_search", 4)
+    assert lines[-1] == f"final (ctc_greedy_search): {expected[0]}".rstrip()
+    assert lines[-2].endswith(expected[0])  # greedy's last partial is its result
+
+
+def test_stream_refuses_a_method_that_cannot_stream(tmp_path, tiny_data_dir, capsys):
+    exp = untrained_experiment(tmp_path, tiny_data_dir, decode={"methods": ["attention", "attention_rescoring"]})
+    audio = read_data_dir(tiny_data_dir)[0].audio
+    assert main(["stream", "--exp-dir", str(exp), audio, "--method", "attention"]) == 2
+    streaming = "ctc_greedy_search, ctc_prefix_beam_search, ctc_prefix_beam_search_lm"
+    assert f"--method: attention cannot stream; streaming methods: {streaming}" in capsys.readouterr().err
+    assert main(["stream", "--exp-dir", str(exp), audio]) == 2
+    message = f"decode.methods: none of attention, attention_rescoring can stream; pass --method with one of {streaming}"
+    assert message in capsys.readouterr().err
+
+
+def test_stream_chunk_zero_is_the_encoders_own_chunk(tmp_path, tiny_data_dir, capsys):
+    exp = untrained_experiment(tmp_path, tiny_data_dir)  # dynamic chunks: no static chunk to decode with
+    audio = read_data_dir(tiny_data_dir)[0].audio
+    assert main(["stream", "--exp-dir", str(exp), audio, "--chunk-size", "0"]) == 2
+    assert "--chunk-size: 0 means the encoder's own chunk" in capsys.readouterr().err
 
 
 @pytest.mark.slow
