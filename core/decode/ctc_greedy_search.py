@@ -24,5 +24,5 @@ class CTCGreedySearch(SearchMethod):
         self.blank_id = blank_id
 
     def __call__(self, model, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
-        best = model.ctc(encoder_out).argmax(dim=-1)  # (B, T)
+        best = model.find_ctc_head("decode method ctc_greedy_search")(encoder_out).argmax(dim=-1)  # (B, T)
         return [collapse(best[i, : encoder_lens[i]], self.blank_id) for i in range(best.size(0))]

@@ -99,7 +99,7 @@ class CTCPrefixBeamSearch(SearchMethod):
         self.lm_bonus = lm_bonus
 
     def __call__(self, model, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
-        log_probs = model.ctc(encoder_out)  # (B, T, V)
+        log_probs = model.find_ctc_head("decode method ctc_prefix_beam_search")(encoder_out)  # (B, T, V)
         hyps = []
         for i in range(log_probs.size(0)):
             fusion = LMPrefixScore(self.lm, self.lm_weight, self.lm_bonus) if self.lm is not None else None

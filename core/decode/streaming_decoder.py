@@ -29,6 +29,7 @@ class StreamingDecoder:
         frontend = model.frontend
         if not (hasattr(frontend, "win_length") and hasattr(frontend, "hop_length")):
             raise ConfigError(f"frontend: {type(frontend).__name__} does not say its window and hop, so it cannot stream")
+        model.find_ctc_head("streaming decoding")  # the partial hypotheses are CTC prefix beams
         self.model = model
         self.chunk_size = chunk_size
         self.beam_size = beam_size
