@@ -97,8 +97,8 @@ class ASRModel(Task):
                 raise ConfigError(f"{user}: decoder: {name!r} is not a decoder of the model; it has {held}")
             if not isinstance(table[name], kind):
                 raise ConfigError(
-                    f"{user}: decoder: {name!r} is a {type(table[name]).__name__}, not the "
-                    f"{kind.__name__} {user} needs"
+                    f"{user}: decoder: {name!r} is a {type(table[name]).__name__}, not of the kind "
+                    f"{kind.__name__} that {user} needs"
                 )
             return table[name]
         matches = [d for d in table.values() if isinstance(d, kind)]
@@ -109,7 +109,7 @@ class ASRModel(Task):
             )
         if len(matches) > 1:
             names = ", ".join(n for n, d in table.items() if isinstance(d, kind))
-            raise ConfigError(f"{user}: decoders {names} are each a {kind.__name__}; say which with decoder: NAME")
+            raise ConfigError(f"{user}: decoders {names} are each of kind {kind.__name__}; say which with decoder: NAME")
         return matches[0]
 
     def find_ctc_head(self, user: str) -> CTCHead:

@@ -144,11 +144,11 @@ def test_find_decoder_by_base_class_capability_and_name():
     model = build_model(config([{"type": "ctc"}], decoders={"l2r": decoder_config(), "both": decoder_config("bitransformer")}))
     assert model.find_decoder(RightToLeft, user="test") is model.decoders["both"]
     assert model.find_decoder(AttentionDecoder, user="test", name="l2r") is model.decoders["l2r"]
-    with pytest.raises(ConfigError, match=r"^test: decoders l2r, both are each a AttentionDecoder; say which with decoder: NAME"):
+    with pytest.raises(ConfigError, match=r"^test: decoders l2r, both are each of kind AttentionDecoder; say which with decoder: NAME"):
         model.find_decoder(AttentionDecoder, user="test")
     with pytest.raises(ConfigError, match=r"^test: decoder: 'x' is not a decoder of the model; it has l2r \(TransformerDecoder\), both"):
         model.find_decoder(AttentionDecoder, user="test", name="x")
-    with pytest.raises(ConfigError, match=r"^test: decoder: 'l2r' is a TransformerDecoder, not the RightToLeft test needs"):
+    with pytest.raises(ConfigError, match=r"^test: decoder: 'l2r' is a TransformerDecoder, not of the kind RightToLeft that test needs"):
         model.find_decoder(RightToLeft, user="test", name="l2r")
 
 
@@ -156,7 +156,7 @@ def test_a_loss_and_a_search_name_their_config_when_several_decoders_fit():
     model = build_model(config(
         [{"type": "ctc"}, {"type": "attention"}], decoders={"a": decoder_config(), "b": decoder_config()}
     ))
-    with pytest.raises(ConfigError, match=r"^losses.1: decoders a, b are each a AttentionDecoder"):
+    with pytest.raises(ConfigError, match=r"^losses.1: decoders a, b are each of kind AttentionDecoder"):
         model(batch())
     search = default_registry().build("search", {"type": "attention", "decoder": "c"}, "decode")
     with pytest.raises(ConfigError, match=r"^decode method attention: decoder: 'c' is not a decoder of the model"):
