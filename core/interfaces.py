@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import torch
@@ -207,15 +207,20 @@ class EncoderBlock(nn.Module, ABC):
 class Encoder(nn.Module, ABC):
     """Features to encodings. Kind ``encoder``; context: ``input_dim``.
 
+    An encoder implements :meth:`forward_layers`; ``forward`` is that call with no layers
+    asked for. Layer outputs serve objectives and heads that read inside the stack
+    (self-supervised targets from chosen layers, weighted-layer downstream models).
+
     Attributes:
         output_dim: D of the encodings.
         subsampling_rate: input frames per output frame.
+        num_layers: the blocks ``forward_layers`` indexes.
     """
 
     output_dim: int
     subsampling_rate: int
+    num_layers: int
 
-    @abstractmethod
     def forward(
         self, feats: Tensor, lengths: Tensor, chunk_size: int = 0, num_left_chunks: int = -1
     ) -> tuple[Tensor, Tensor]:
@@ -225,6 +230,28 @@ class Encoder(nn.Module, ABC):
                 output frames (the module docstring).
             num_left_chunks: chunks of left context each chunk sees; -1 for all.
         Returns: encodings (B, T', D), lengths (B,).
+        """
+        encodings, lengths, _ = self.forward_layers(feats, lengths, (), chunk_size, num_left_chunks)
+        return encodings, lengths
+
+    @abstractmethod
+    def forward_layers(
+        self,
+        feats: Tensor,
+        lengths: Tensor,
+        layers: Sequence[int],
+        chunk_size: int = 0,
+        num_left_chunks: int = -1,
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """``forward`` that also returns the outputs of chosen blocks.
+
+        Args:
+            feats, lengths, chunk_size, num_left_chunks: as for ``forward``.
+            layers: indices into the encoder's block list, ``num_layers`` of them; negative
+                ones count from the end (-1 is the last block). An index out of range raises
+                ConfigError.
+        Returns: encodings (B, T', D), lengths (B,), and per requested index, in the order
+            given, the output of that block (B, T', D), before any final normalisation.
         """
 
     def resolve_chunk(self, chunk_size: int, num_left_chunks: int, num_frames: int) -> tuple[int, int]:
@@ -269,7 +296,16 @@ class StreamingEncoder(Encoder):
 class Decoder(nn.Module, ABC):
     """Attention decoders and transducer predictors. Kind ``decoder``; context:
     ``vocab_size``, ``encoder_dim``. Their forward contract is owned by the losses and searches
-    that use them, which name the decoder kinds they accept."""
+    that use them, which name the decoder kinds they accept.
+
+    A model holds one decoder (``decoder: {type: ...}``, state-dict prefix ``decoder.``) or
+    several named ones (``decoders: {attention: {type: ...}, transducer: {...}}``, prefix
+    ``decoders.<name>.``), never both. Losses and searches find theirs with
+    :meth:`ASRModel.find_decoder <speechforge.asr_model.ASRModel.find_decoder>` by a base
+    class (or a runtime-checkable Protocol declaring a capability); when the model holds
+    several of that kind, a ``decoder: NAME`` key on the loss or search config says which, so
+    such losses and searches take a ``decoder: str | None = None`` key.
+    """
 
 
 @dataclass
@@ -283,16 +319,30 @@ class LossInputs:
     target_lens: Tensor  # (B,)
 
 
+@dataclass
+class LossOutput:
+    """A loss value plus named extra scalars to log (a transducer's simple and pruned parts,
+    a decoder's token accuracy). The model reports each scalar detached as
+    ``<loss name>_<scalar name>`` next to the loss; scalars never enter the total."""
+
+    loss: Tensor  # ()
+    scalars: dict[str, Tensor] = field(default_factory=dict)  # name -> ()
+
+
 class Loss(nn.Module, ABC):
     """A training objective. Kind ``loss``; context: ``vocab_size``, ``encoder_dim``.
 
     Entries of the ``losses:`` list are weighted and summed; ``weight`` is read by the model,
-    not passed to the factory.
+    not passed to the factory. A loss that sets ``needs_ctc_head`` makes the model build its
+    CTC head (``model.ctc``); without such a loss (or ``ctc_head: true``) the model has none.
     """
 
+    needs_ctc_head: ClassVar[bool] = False
+
     @abstractmethod
-    def forward(self, inputs: LossInputs) -> Tensor:
-        """Returns a scalar: the loss averaged over utterances of the batch."""
+    def forward(self, inputs: LossInputs) -> Tensor | LossOutput:
+        """Returns a scalar, the loss averaged over utterances of the batch, or a
+        :class:`LossOutput` carrying that scalar and extra ones to log."""
 
 
 class Quantizer(ABC):
@@ -313,7 +363,9 @@ class Quantizer(ABC):
 
 class SearchMethod(ABC):
     """A decoding method. Kind ``search``; context: none. Chunk settings are applied by the
-    caller when it runs the encoder, so every method sees ready encodings."""
+    caller when it runs the encoder, so every method sees ready encodings. A method takes the
+    model parts it needs through ``model.find_ctc_head`` and ``model.find_decoder``, which
+    fail with a ConfigError naming the missing part."""
 
     @abstractmethod
     def __call__(

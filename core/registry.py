@@ -262,3 +262,9 @@ def build_component(kind: str, config: Mapping[str, Any] | str, key: str, **cont
 
         registry = default_registry()
     return registry.build(kind, config, key, **context)
+
+
+def current_path() -> str:
+    """The dotted config path of the component being built (``"losses.1"``), for a factory
+    that names itself in errors raised after building; ``""`` outside any build."""
+    return _current_path.get()

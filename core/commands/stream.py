@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             seconds = min(start + piece, wave.numel()) / recognizer.sample_rate
             print(f"partial {seconds:6.2f}s ({spent_ms:5.1f} ms): {recognizer.tokenizer.decode(stream.partial())}")
     encodings = stream.finish()
-    final_method = args.final_method or ("attention_rescoring" if model.decoder is not None else method)
+    rescore = model.ctc is not None and bool(model.named_decoders())
+    final_method = args.final_method or ("attention_rescoring" if rescore else method)
     if final_method == method:
         token_ids = stream.final()
     else:

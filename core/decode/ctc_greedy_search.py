@@ -35,14 +35,14 @@ class CTCGreedySearch(StreamingSearch[GreedyState]):
         self.blank_id = blank_id
 
     def __call__(self, model, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
-        best = model.ctc(encoder_out).argmax(dim=-1)  # (B, T)
+        best = model.find_ctc_head("decode method ctc_greedy_search")(encoder_out).argmax(dim=-1)  # (B, T)
         return [collapse(best[i, : encoder_lens[i]], self.blank_id) for i in range(best.size(0))]
 
     def init(self, model, batch_size: int) -> GreedyState:
         return GreedyState([[] for _ in range(batch_size)], [self.blank_id] * batch_size)
 
     def step(self, model, state: GreedyState, encoder_chunk: Tensor, chunk_lens: Tensor) -> GreedyState:
-        best = model.ctc(encoder_chunk).argmax(dim=-1).cpu()  # (B, T)
+        best = model.find_ctc_head("decode method ctc_greedy_search")(encoder_chunk).argmax(dim=-1).cpu()  # (B, T)
         for i, length in enumerate(chunk_lens.tolist()):
             if length == 0:
                 continue

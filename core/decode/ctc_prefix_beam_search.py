@@ -124,7 +124,7 @@ class CTCPrefixBeamSearch(StreamingSearch[PrefixBeamState]):
         return PrefixBeamState([initial_beams() for _ in range(batch_size)], fusions)
 
     def step(self, model, state: PrefixBeamState, encoder_chunk: Tensor, chunk_lens: Tensor) -> PrefixBeamState:
-        log_probs = model.ctc(encoder_chunk)  # (B, T, V)
+        log_probs = model.find_ctc_head("decode method ctc_prefix_beam_search")(encoder_chunk)  # (B, T, V)
         for i, length in enumerate(chunk_lens.tolist()):
             if length > 0:
                 state.beams[i] = extend_prefix_beams(

@@ -10,7 +10,7 @@ forward under the same chunk mask.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -108,6 +108,10 @@ class BlockStackEncoder(StreamingEncoder):
         self.after_norm = nn.LayerNorm(d_model)
         self._check_positional_encoding(pos_enc)
 
+    @property
+    def num_layers(self) -> int:
+        return len(self.blocks)
+
     def _check_positional_encoding(self, pos_enc: str) -> None:
         for name, module in self.blocks.named_modules():
             if isinstance(module, Attention) and module.uses_relative_position and pos_enc != "rel":
@@ -155,16 +159,26 @@ class BlockStackEncoder(StreamingEncoder):
         return -1, -1
 
     # -- full utterance ----------------------------------------------------------------------
-    def forward(
-        self, feats: Tensor, lengths: Tensor, chunk_size: int = 0, num_left_chunks: int = -1
-    ) -> tuple[Tensor, Tensor]:
-        """Args:
+    def forward_layers(
+        self,
+        feats: Tensor,
+        lengths: Tensor,
+        layers: Sequence[int],
+        chunk_size: int = 0,
+        num_left_chunks: int = -1,
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """The full-utterance forward (``forward`` is this with no ``layers``).
+
+        Args:
             feats: (B, T, F); lengths (B,).
+            layers: indices into ``blocks`` whose outputs to return; negative from the end.
             chunk_size: attention chunk in output frames; -1 full context; 0 the encoder's own
                 setting (see the class docstring).
             num_left_chunks: chunks of left context each chunk sees; -1 for all.
-        Returns: (B, T', D), lengths (B,).
+        Returns: (B, T', D) after the final LayerNorm, lengths (B,), and the output of each
+            requested block (B, T', D), before that norm, in the order asked.
         """
+        wanted = [self._block_index(layer) for layer in layers]
         x, lengths = self.embed(feats, lengths)  # (B, T', D)
         pos_emb = None
         if self.pos_enc is not None:
@@ -176,9 +190,21 @@ class BlockStackEncoder(StreamingEncoder):
         if chunk_size > 0:
             full = padding_mask(lengths, x.size(1)).unsqueeze(1)
             att_mask = encoder_attention_mask(full, chunk_size, num_left_chunks)  # (B, T', T')
-        for block in self.blocks:
+        outputs: dict[int, Tensor] = {}
+        for i, block in enumerate(self.blocks):
             x, _ = block(x, att_mask, pad_mask, pos_emb)
-        return self.after_norm(x), lengths
+            if i in wanted:
+                outputs[i] = x
+        return self.after_norm(x), lengths, [outputs[i] for i in wanted]
+
+    def _block_index(self, layer: int) -> int:
+        """``layer`` as an index from 0; ConfigError when there is no such block."""
+        count = self.num_layers
+        if not -count <= layer < count:
+            raise ConfigError(
+                f"encoder layer {layer}: out of range for {count} blocks (valid: {-count} ... {count - 1})"
+            )
+        return layer % count
 
     # -- streaming -------------------------------------------------------------------------
     def chunk_window(self, chunk_size: int) -> ChunkWindow:

@@ -9,7 +9,10 @@ from speechforge.interfaces import Loss, LossInputs
 
 class CTCLoss(Loss):
     """Sum of per-utterance CTC losses over the batch, divided by the batch size (WeNet's
-    normalisation). Utterances too short for their labels give zero loss, not inf."""
+    normalisation). Utterances too short for their labels give zero loss, not inf. The model
+    builds its CTC head because this loss asks for one."""
+
+    needs_ctc_head = True
 
     def __init__(self, *, blank_id: int = 0) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from speechforge.interfaces import SearchMethod
 from speechforge.modules.mask import padding_mask
-from speechforge_plugins.u2pp.attention_decoder import find_attention_decoder
+from speechforge_plugins.u2pp.attention_decoder import AttentionDecoder
 
 
 class AttentionBeamSearch(SearchMethod):
@@ -15,17 +15,19 @@ class AttentionBeamSearch(SearchMethod):
     the decoder's self-attention cache reordered as beams are chosen. A beam that produced
     <eos> is carried on unchanged; the search stops when every beam ended or after as many
     steps as the longest encoder output. Keys: ``beam_size``, ``length_penalty`` (scores are
-    divided by length ** penalty before the final choice; 0 = none, as in WeNet)."""
+    divided by length ** penalty before the final choice; 0 = none, as in WeNet), ``decoder``
+    (which of several attention decoders searches)."""
 
-    def __init__(self, *, beam_size: int = 10, length_penalty: float = 0.0) -> None:
+    def __init__(self, *, beam_size: int = 10, length_penalty: float = 0.0, decoder: str | None = None) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.beam_size = beam_size
         self.length_penalty = length_penalty
+        self.decoder_name = decoder
 
     @torch.no_grad()
     def __call__(self, model, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
-        decoder = find_attention_decoder(model, "the attention search")
+        decoder = model.find_decoder(AttentionDecoder, user="decode method attention", name=self.decoder_name)
         eos = model.sos_eos
         batch, frames = encoder_out.size(0), encoder_out.size(1)
         beam = self.beam_size

@@ -7,7 +7,6 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from speechforge.errors import ConfigError
 from speechforge.interfaces import Decoder
 from speechforge_plugins.u2pp.decoder_state import DecoderState
 
@@ -55,14 +54,3 @@ class AttentionDecoder(Decoder):
         Returns: log-probabilities of the next token (N, V) in float32, and the new state.
         """
 
-
-def find_attention_decoder(model: object, who: str) -> AttentionDecoder:
-    """The model's attention decoder, or an error saying which config ``who`` needs."""
-    decoder = getattr(model, "decoder", None)
-    if not isinstance(decoder, AttentionDecoder):
-        found = "none" if decoder is None else type(decoder).__name__
-        raise ConfigError(
-            f"decoder: {who} needs an attention decoder (decoder: {{type: transformer}} or "
-            f"{{type: bitransformer}}), the model has {found}"
-        )
-    return decoder

@@ -9,7 +9,7 @@ from speechforge.decode.ctc_prefix_beam_search import prefix_beam_search
 from speechforge.errors import ConfigError
 from speechforge.interfaces import SearchMethod
 from speechforge.modules.mask import padding_mask
-from speechforge_plugins.u2pp.attention_decoder import AttentionDecoder, find_attention_decoder
+from speechforge_plugins.u2pp.attention_decoder import AttentionDecoder
 from speechforge_plugins.u2pp.targets import IGNORE_ID, add_sos_eos, reverse_pad_list
 
 #: right-to-left weight of bidirectional decoders when none is given (WeNet's U2++ recipes)
@@ -24,7 +24,7 @@ class AttentionRescoring(SearchMethod):
 
     Keys: ``beam_size`` (n-best size), ``ctc_weight``, ``reverse_weight`` (default 0.5 with a
     ``bitransformer`` decoder, 0 with a ``transformer`` one, where a positive value is an
-    error), ``blank_id``.
+    error), ``blank_id``, ``decoder`` (which of several attention decoders rescores).
     """
 
     def __init__(
@@ -34,6 +34,7 @@ class AttentionRescoring(SearchMethod):
         ctc_weight: float = 0.3,
         reverse_weight: float | None = None,
         blank_id: int = 0,
+        decoder: str | None = None,
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -43,6 +44,7 @@ class AttentionRescoring(SearchMethod):
         self.ctc_weight = ctc_weight
         self.reverse_weight = reverse_weight
         self.blank_id = blank_id
+        self.decoder_name = decoder
 
     def resolved_reverse_weight(self, decoder: AttentionDecoder) -> float:
         if self.reverse_weight is None:
@@ -56,9 +58,9 @@ class AttentionRescoring(SearchMethod):
 
     @torch.no_grad()
     def __call__(self, model, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
-        decoder = find_attention_decoder(model, "attention rescoring")
+        decoder = model.find_decoder(AttentionDecoder, user="decode method attention_rescoring", name=self.decoder_name)
         reverse_weight = self.resolved_reverse_weight(decoder)
-        log_probs = model.ctc(encoder_out)  # (B, T, V)
+        log_probs = model.find_ctc_head("decode method attention_rescoring")(encoder_out)  # (B, T, V)
         results = []
         for i in range(encoder_out.size(0)):
             length = int(encoder_lens[i])

@@ -42,6 +42,9 @@ class Model(torch.nn.Module):
         super().__init__()
         self.ctc = CTCHead(4, 6)
 
+    def find_ctc_head(self, user: str) -> CTCHead:
+        return self.ctc
+
 
 def test_batched_searches_respect_lengths():
     model = Model()

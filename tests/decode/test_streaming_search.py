@@ -24,6 +24,9 @@ class CTCOnly(torch.nn.Module):
         super().__init__()
         self.ctc = CTCHead(D, V)
 
+    def find_ctc_head(self, user: str) -> CTCHead:
+        return self.ctc
+
 
 def encodings(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Peaky random encodings (B, T, D), so that tokens, repeats and blanks all occur."""

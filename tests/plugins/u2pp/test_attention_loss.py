@@ -109,7 +109,7 @@ def test_attention_loss_needs_a_decoder():
     config = model_config()
     del config["decoder"]
     model = build_model(config)
-    with pytest.raises(ConfigError, match="decoder: the attention loss needs an attention decoder"):
+    with pytest.raises(ConfigError, match=r"losses.1 needs a decoder of kind AttentionDecoder; the model has none \(add one under decoder: or decoders:\)"):
         model.losses["attention"](LossInputs(model, torch.randn(1, 4, 16), torch.tensor([4]), torch.tensor([[1]]), torch.tensor([1])))
 
 
@@ -118,3 +118,39 @@ def test_reverse_weight_range_is_checked():
     config["losses"][1]["reverse_weight"] = 1.5
     with pytest.raises(ConfigError, match=r"reverse_weight: must be in \[0, 1\], got 1.5"):
         build_model(config)
+
+
+def naive_accuracy(logits, ys_out):
+    """Token by token: how many targets (and <eos>) are their row's argmax, over how many."""
+    correct = total = 0
+    for n in range(ys_out.size(0)):
+        for u in range(ys_out.size(1)):
+            if ys_out[n, u] != IGNORE_ID:
+                total += 1
+                correct += int(logits[n, u].argmax() == ys_out[n, u])
+    return correct / total
+
+
+@pytest.mark.parametrize("reverse_weight", [0.0, 0.3])
+def test_token_accuracy_is_reported_as_extra_scalars(reverse_weight):
+    model = build_model(model_config(reverse_weight=reverse_weight)).eval()
+    with torch.no_grad():  # <eos> often the argmax: some tokens right, some wrong
+        for decoder in (model.decoder.left_decoder, model.decoder.right_decoder):
+            decoder.output_layer.bias[V - 1] += 3.0
+    data = batch()
+    out = model(data)
+    torch.testing.assert_close(out["loss"], 0.3 * out["ctc"] + 0.7 * out["attention"])  # scalars stay out
+    assert 0.0 < out["attention_acc"].item() < 1.0
+    encoder_out, encoder_lens = model.encode(data["speech"], data["speech_lens"])
+    ys, lens = data["targets"], data["target_lens"]
+    ys_in, ys_out = add_sos_eos(ys, lens, V - 1, V - 1)
+    r_in, r_out = add_sos_eos(reverse_pad_list(ys, lens), lens, V - 1, V - 1)
+    mask = padding_mask(encoder_lens, encoder_out.size(1)).unsqueeze(1)
+    l2r = model.decoder.left_decoder(encoder_out, mask, ys_in, lens + 1)[0]
+    assert not out["attention_acc"].requires_grad
+    assert out["attention_acc"].item() == pytest.approx(naive_accuracy(l2r, ys_out))
+    if reverse_weight == 0.0:
+        assert "attention_acc_r2l" not in out
+    else:
+        r2l = model.decoder.right_decoder(encoder_out, mask, r_in, lens + 1)[0]
+        assert out["attention_acc_r2l"].item() == pytest.approx(naive_accuracy(r2l, r_out))
