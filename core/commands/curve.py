@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         recognizer = Recognizer(args.exp_dir, checkpoint)
         method = method or recognizer.default_method
         check_override_methods(overrides, [method])
-        search = recognizer.search(method, **method_options(recognizer, method, recognizer.decode_options, overrides=overrides.get(method)))
+        options = method_options(recognizer, method, recognizer.decode_options, overrides=overrides.get(method))
+        search = recognizer.search(method, **options)
         rates = error_rates(refs, decode_utterances(recognizer, utterances, {method: search})[method].hyps)
         points.append({"epoch": epoch, "elapsed": elapsed.get(epoch, 0.0), "wer": rates.wer, "cer": rates.cer})
         log.info("epoch %d: %s WER %.2f%%", epoch, args.data.name, rates.wer)

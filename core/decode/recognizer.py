@@ -89,7 +89,9 @@ class Recognizer:
         return self._searches[key]
 
     @torch.no_grad()
-    def encode(self, speech: Tensor, speech_lens: Tensor, chunk_size: int = -1, num_left_chunks: int = -1) -> tuple[Tensor, Tensor]:
+    def encode(
+        self, speech: Tensor, speech_lens: Tensor, chunk_size: int = -1, num_left_chunks: int = -1
+    ) -> tuple[Tensor, Tensor]:
         """Args: speech (B, S), speech_lens (B,). Returns encoder_out (B, T, D), encoder_lens
         (B,): what every search of the batch reads, so several methods share one encoding."""
         return self.model.encode(speech, speech_lens, chunk_size, num_left_chunks)
