@@ -8,16 +8,15 @@ import torch
 from torch import Tensor
 
 from speechforge.builder import build_model
-from speechforge.config import load_config, parse_section
+from speechforge.config import load_config
 from speechforge.data.audio import load_audio
-from speechforge.decode.search_options import check_configured_methods, search_options
+from speechforge.decode.search_options import check_configured_methods, read_decode_options, search_options
 from speechforge.errors import CheckpointError, ConfigError
 from speechforge.interfaces import SearchMethod
 from speechforge.lm.ngram_lm import NgramLM
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import load_tokenizer
 from speechforge.train.checkpoint import load_checkpoint, load_model_weights
-from speechforge.train.options import DecodeOptions
 
 AVERAGED = "model_avg.pt"
 LM_FILE = "lm/lm.arpa"
@@ -59,7 +58,7 @@ class Recognizer:
         lm_path = self.exp_dir / LM_FILE
         self.lm = NgramLM.load_arpa(lm_path, self.tokenizer.pieces) if lm_path.is_file() else None
         self._searches: dict[str, SearchMethod] = {}
-        self.decode_options = parse_section(DecodeOptions, self.config, "decode")
+        self.decode_options = read_decode_options(self.config)
         check_configured_methods(self.host.registry, self.decode_options)
 
     @property

@@ -14,11 +14,26 @@ from typing import Any
 
 import yaml
 
+from speechforge.config import parse_section
 from speechforge.errors import ConfigError, RegistryError
 from speechforge.registry import ComponentRegistry
 from speechforge.train.options import DecodeOptions
 
 OPTION_FORMAT = "METHOD.key=value, e.g. ctc_prefix_beam_search.beam_size=4"
+#: ``decode`` keys of earlier configs that are now keys of the searches taking them
+MOVED_KEYS = {
+    "lm_weight": "ctc_prefix_beam_search_lm", "lm_bonus": "ctc_prefix_beam_search_lm",
+    "ctc_weight": "attention_rescoring", "reverse_weight": "attention_rescoring",
+}  # fmt: skip
+
+
+def read_decode_options(config: Mapping[str, Any]) -> DecodeOptions:
+    """The config's ``decode`` section, checked; a key that moved into ``decode.options`` says
+    where it went."""
+    for key, method in MOVED_KEYS.items():
+        if key in (config.get("decode") or {}):
+            raise ConfigError(f"decode.{key}: now a key of each search that takes it, e.g. decode.options.{method}.{key}")
+    return parse_section(DecodeOptions, config, "decode")
 
 
 def takes(registry: ComponentRegistry, method: str, key: str) -> bool:

@@ -82,9 +82,9 @@ def test_options_for_an_unknown_method_fail_at_load(untrained_experiment, tiny_c
         Recognizer(exp)
 
 
-def test_removed_shared_keys_are_unknown(untrained_experiment, tiny_config):
+def test_a_key_moved_into_options_says_where_it_went(untrained_experiment, tiny_config):
     exp = untrained_experiment(tiny_config, {"lm_weight": 0.5})
-    with pytest.raises(ConfigError, match=r"decode.lm_weight: unknown key"):
+    with pytest.raises(ConfigError, match=r"^decode.lm_weight: now a key of each search that takes it, e.g. decode.options.ctc_prefix_beam_search_lm.lm_weight$"):
         Recognizer(exp)
 
 
