@@ -132,7 +132,7 @@ def method_options(
 def run(args: argparse.Namespace) -> int:
     recognizer = Recognizer(args.exp_dir, args.checkpoint)
     defaults = recognizer.decode_options
-    methods = args.method or defaults.methods
+    methods = args.method or defaults.methods or [recognizer.default_method]  # the last fails naming the config
     chunk_sizes = args.chunk_size or defaults.chunk_sizes
     num_left_chunks = defaults.num_left_chunks if args.num_left_chunks is None else args.num_left_chunks
     overrides = parse_option_overrides(args.option)
