@@ -29,10 +29,14 @@ def make_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
 
 
 def add_plugin_commands(sub: argparse._SubParsersAction, host: PluginHost) -> None:
-    """Let each plugin add its subcommands; one that fails is recorded as a failed plugin."""
+    """Let each plugin add its subcommands; one that fails is recorded as a failed plugin (once:
+    a later parser skips it)."""
     owners = dict.fromkeys(sub.choices, "speechforge")
     packages = {p.name: p.package for p in host.loaded}
+    failed = {f.name for f in host.failed}
     for impl in host.hook.add_commands.get_hookimpls():
+        if impl.plugin_name in failed:
+            continue
         try:
             impl.function(commands=PluginCommands(sub, impl.plugin_name, owners))
         except Exception as error:

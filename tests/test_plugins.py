@@ -165,6 +165,7 @@ def test_plugin_taking_a_core_command_name_fails_and_core_keeps_it(site):
     make_distribution(site, "clash-cmd", "clash_cmd", COMMAND_PLUGIN.replace('"hello"', '"decode"'), "clash_cmd")
     host = create_host()
     parser = make_parser(host)
+    make_parser(host)  # a second parser must not record a second failure
     (failure,) = host.failed
     assert failure.describe() == (
         "plugin 'clash_cmd' (from clash-cmd) failed: PluginError: "
