@@ -1,4 +1,5 @@
-"""The ``speechforge`` command: one subcommand per module in :mod:`speechforge.commands`."""
+"""The ``speechforge`` command: one subcommand per module in :mod:`speechforge.commands`, then
+those that plugins add through the ``add_commands`` hook."""
 from __future__ import annotations
 
 import argparse
@@ -8,19 +9,38 @@ import sys
 from collections.abc import Sequence
 
 from speechforge.errors import SpeechforgeError
+from speechforge.plugin_commands import PluginCommands
+from speechforge.plugins import PluginHost, default_host
 
 #: Subcommand modules, in the order ``--help`` lists them. Each has ``add_parser`` and ``run``.
 COMMANDS = ("plugins", "config", "prepare", "cmvn", "tokenizer", "lm", "train", "average", "decode", "stream", "score", "curve", "report", "compare", "export")
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
+    """The core subcommands, then every plugin's (``host``: default, the process's plugins)."""
     parser = argparse.ArgumentParser(prog="speechforge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"speechforge.commands.{name}")
         module.add_parser(sub)
+    add_plugin_commands(sub, host or default_host())
     return parser
+
+
+def add_plugin_commands(sub: argparse._SubParsersAction, host: PluginHost) -> None:
+    """Let each plugin add its subcommands; one that fails is recorded as a failed plugin (once:
+    a later parser skips it)."""
+    owners = dict.fromkeys(sub.choices, "speechforge")
+    packages = {p.name: p.package for p in host.loaded}
+    failed = {f.name for f in host.failed}
+    for impl in host.hook.add_commands.get_hookimpls():
+        if impl.plugin_name in failed:
+            continue
+        try:
+            impl.function(commands=PluginCommands(sub, impl.plugin_name, owners))
+        except Exception as error:
+            host.fail(impl.plugin_name, packages.get(impl.plugin_name, "unknown"), error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from torch import nn
 
+    from speechforge.plugin_commands import PluginCommands
     from speechforge.registry import ComponentRegistry
 
 PROJECT = "speechforge"
@@ -33,6 +34,20 @@ def register_components(registry: ComponentRegistry) -> None:
     that another plugin already owns raises an error naming both owners.
 
     :param registry: the process's component registry.
+    """
+
+
+@hookspec
+def add_commands(commands: PluginCommands) -> None:
+    """Called when the ``speechforge`` command builds its parser, after the core commands.
+
+    Add subcommands with ``commands.add_parser(name, help=...)`` (argparse's arguments; the
+    result is the subcommand's ``ArgumentParser``) and ``parser.set_defaults(run=function)``,
+    ``function(args) -> int`` being the exit status. ``speechforge --help`` lists each one with
+    the plugin's name. A name that is already a command, or any error raised here, marks the
+    plugin as failed (``speechforge plugins`` names it and exits 1); the other commands still work.
+
+    :param commands: the sub-parsers, attributing what this plugin adds to it.
     """
 
 

@@ -362,10 +362,13 @@ class Quantizer(ABC):
 
 
 class SearchMethod(ABC):
-    """A decoding method. Kind ``search``; context: none. Chunk settings are applied by the
-    caller when it runs the encoder, so every method sees ready encodings. A method takes the
-    model parts it needs through ``model.find_ctc_head`` and ``model.find_decoder``, which
-    fail with a ConfigError naming the missing part."""
+    """A decoding method. Kind ``search``; context: ``lm`` (the experiment's n-gram LM or
+    None, for factories that declare it). The factory's other keys come from the config's
+    ``decode.beam_size`` (where it takes a ``beam_size``) and ``decode.options.METHOD``, under
+    ``--option METHOD.key=value``. Chunk settings are applied by the caller when it runs the
+    encoder, once per batch for every method, so every method sees ready encodings. A method
+    takes the model parts it needs through ``model.find_ctc_head`` and ``model.find_decoder``,
+    which fail with a ConfigError naming the missing part."""
 
     @abstractmethod
     def __call__(

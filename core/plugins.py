@@ -2,7 +2,8 @@
 
 Built-in plugins (``speechforge_plugins.*``) are declared in the same group as third-party
 packages, so they load through exactly this path. A plugin that fails to import or to register
-is reported by name with its exception and skipped; the others still load.
+is reported by name with its exception and skipped; the others still load. Implementing a
+hook name that no spec declares (a typo, a hook of another version) is such a failure too.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pluggy
 from speechforge import hookspecs
 from speechforge.errors import PluginError
 from speechforge.interfaces import CORE_KINDS
-from speechforge.registry import ComponentRegistry
+from speechforge.registry import ComponentRegistry, closest
 
 ENTRY_POINT_GROUP = "speechforge.plugins"
 CORE_NAME = "speechforge"
@@ -68,8 +69,13 @@ class PluginHost:
         before = {(c.kind, c.name) for c in self.registry.components()}
         try:
             self.manager.register(module, name=name)
-        except Exception as error:  # pluggy validates hook names and signatures here
-            self._fail(name, package, error)
+        except Exception as error:  # pluggy validates the signatures of known hooks here
+            self.fail(name, package, error)
+            return
+        unknown = self._unknown_hooks(module)
+        if unknown:
+            self.manager.unregister(module)
+            self.fail(name, package, PluginError(unknown))
             return
         try:
             with self.registry.owned_by(name):
@@ -79,7 +85,7 @@ class PluginHost:
         except Exception as error:
             self.manager.unregister(module)
             self.registry.remove_owner(name)
-            self._fail(name, package, error)
+            self.fail(name, package, error)
             return
         components: dict[str, list[str]] = {}
         for c in self.registry.components():
@@ -87,7 +93,22 @@ class PluginHost:
                 components.setdefault(c.kind, []).append(c.name)
         self.loaded.append(LoadedPlugin(name, package, module, components))
 
-    def _fail(self, name: str, package: str, error: BaseException) -> None:
+    def _unknown_hooks(self, module: object) -> str:
+        """What is wrong with ``module``'s hook implementations whose name no spec declares
+        (pluggy accepts them silently until ``check_pending``), or "" when nothing is;
+        ``optionalhook=True`` implementations are allowed, as pluggy allows them."""
+        known = sorted(n for n, caller in vars(self.hook).items() if caller.has_spec())
+        problems = [
+            f"implements unknown hook {caller.name!r}"
+            + (f"; did you mean {match}?" if (match := closest(caller.name, known)) else f" (hooks: {', '.join(known)})")
+            for caller in self.manager.get_hookcallers(module) or []
+            if not caller.has_spec() and any(i.plugin is module and not i.optionalhook for i in caller.get_hookimpls())
+        ]
+        return "; ".join(problems)
+
+    def fail(self, name: str, package: str, error: BaseException) -> None:
+        """Record that plugin ``name`` failed (to load, or later to add its commands) and log
+        it; ``speechforge plugins`` reports every failure and exits 1."""
         failure = FailedPlugin(name, package, error)
         self.failed.append(failure)
         log.warning(failure.describe())
@@ -98,13 +119,13 @@ class PluginHost:
         for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
             package = ep.dist.name if ep.dist is not None else "unknown"
             if ep.name in seen:
-                self._fail(ep.name, package, PluginError(f"a plugin named {ep.name!r} is already loaded"))
+                self.fail(ep.name, package, PluginError(f"a plugin named {ep.name!r} is already loaded"))
                 continue
             seen.add(ep.name)
             try:
                 module = ep.load()
             except Exception as error:
-                self._fail(ep.name, package, error)
+                self.fail(ep.name, package, error)
                 continue
             self.add(ep.name, module, package)
 

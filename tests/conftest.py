@@ -61,3 +61,25 @@ def write_tiny_data_dir(root, num_utts: int = 8, seed: int = 0, sample_rate: int
 @pytest.fixture
 def tiny_data_dir(tmp_path):
     return write_tiny_data_dir(tmp_path)
+
+
+@pytest.fixture
+def untrained_experiment(tmp_path, tiny_data_dir):
+    """``make(model_config, decode_section) -> exp_dir``: tokenizer, config and random weights
+    over ``tiny_data_dir``, all the decoding commands need."""
+    from speechforge.builder import build_model
+    from speechforge.config import save_config
+    from speechforge.data.data_dir import read_data_dir
+    from speechforge.text.char_tokenizer import CharTokenizer
+    from speechforge.train.checkpoint import save_checkpoint
+
+    def make(model: dict[str, Any], decode: dict[str, Any]):
+        exp = tmp_path / "exp"
+        tokenizer = CharTokenizer.train([u.text for u in read_data_dir(tiny_data_dir)])
+        tokenizer.save(exp / "tokenizer")
+        config = {**model, "vocab_size": tokenizer.vocab_size, "decode": decode}
+        save_config(config, exp / "config.yaml")
+        save_checkpoint({"model": build_model(config).state_dict()}, exp / "model_avg.pt")
+        return exp
+
+    return make

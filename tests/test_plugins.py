@@ -122,3 +122,76 @@ def test_every_builtin_plugin_declared_in_pyproject_loads():
     assert set(declared) <= {p.name for p in host.loaded}
     for name, target in declared.items():
         assert target.startswith("speechforge_plugins."), (name, target)
+
+
+COMMAND_PLUGIN = '''
+import speechforge
+
+
+def hello(args):
+    print(f"hello {args.name}")
+    return 0
+
+
+@speechforge.hookimpl
+def add_commands(commands):
+    parser = commands.add_parser("hello", help="greet someone")
+    parser.add_argument("--name", default="world")
+    parser.set_defaults(run=hello)
+'''
+
+MISSPELT_HOOK = TINY_PLUGIN + '''
+
+@speechforge.hookimpl
+def model_bulit(model, config):
+    pass
+'''
+
+
+def test_plugin_subcommand_runs_and_is_attributed_in_help(site, capsys):
+    from speechforge.cli import make_parser
+
+    make_distribution(site, "hello-plugin", "hello_plugin", COMMAND_PLUGIN, "hello_cmd")
+    parser = make_parser(create_host())
+    assert "greet someone [plugin hello_cmd]" in " ".join(parser.format_help().split())
+    args = parser.parse_args(["hello", "--name", "ada"])
+    assert args.run(args) == 0
+    assert capsys.readouterr().out == "hello ada\n"
+
+
+def test_plugin_taking_a_core_command_name_fails_and_core_keeps_it(site):
+    from speechforge.cli import make_parser
+
+    make_distribution(site, "clash-cmd", "clash_cmd", COMMAND_PLUGIN.replace('"hello"', '"decode"'), "clash_cmd")
+    host = create_host()
+    parser = make_parser(host)
+    make_parser(host)  # a second parser must not record a second failure
+    (failure,) = host.failed
+    assert failure.describe() == (
+        "plugin 'clash_cmd' (from clash-cmd) failed: PluginError: "
+        "command 'decode' is added twice: first by 'speechforge', then by 'clash_cmd'"
+    )
+    assert parser.parse_args(["decode", "--exp-dir", "e", "--data", "d"]).run.__module__ == "speechforge.commands.decode"
+
+
+def test_plugin_with_an_unknown_hook_fails_to_load(site):
+    make_distribution(site, "typo-plugin", "typo_plugin", MISSPELT_HOOK, "typo")
+    host = create_host()
+    (failure,) = host.failed
+    assert failure.describe() == (
+        "plugin 'typo' (from typo-plugin) failed: PluginError: implements unknown hook 'model_bulit'; did you mean model_built?"
+    )
+    assert "halving" not in host.registry.names("ffn")
+    assert "typo" not in [p.name for p in host.loaded]
+
+
+def test_cli_lists_plugin_commands_and_names_a_plugin_with_an_unknown_hook(tmp_path):
+    make_distribution(tmp_path, "hello-plugin", "hello_plugin", COMMAND_PLUGIN, "hello_cmd")
+    make_distribution(tmp_path, "typo-plugin", "typo_plugin", MISSPELT_HOOK, "typo")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    helped = subprocess.run([sys.executable, "-m", "speechforge.cli", "--help"], capture_output=True, text=True, env=env)
+    assert helped.returncode == 0
+    assert "greet someone [plugin hello_cmd]" in " ".join(helped.stdout.split())
+    listed = subprocess.run([sys.executable, "-m", "speechforge.cli", "plugins"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 1
+    assert "warning: plugin 'typo' (from typo-plugin) failed: PluginError: implements unknown hook 'model_bulit'" in listed.stdout

@@ -7,10 +7,11 @@ import json
 import logging
 from pathlib import Path
 
-from speechforge.commands.decode import decode_utterances
+from speechforge.commands.decode import add_option_argument, decode_utterances, method_options
 from speechforge.config import atomic_write_text
 from speechforge.data.data_dir import read_data_dir
 from speechforge.decode.recognizer import Recognizer
+from speechforge.decode.search_options import check_override_methods, parse_option_overrides
 from speechforge.metrics.report import plot_wer_curve, read_log
 from speechforge.metrics.wer import error_rates
 
@@ -21,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("curve", help="WER of every epoch checkpoint against training time")
     parser.add_argument("--exp-dir", required=True, type=Path)
     parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--method", default="ctc_greedy_search")
+    parser.add_argument("--method", help="the search to score (default: the config's first decode.methods entry)")
+    add_option_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -29,13 +31,18 @@ def run(args: argparse.Namespace) -> int:
     utterances = read_data_dir(args.data)
     refs = {u.utt_id: u.text for u in utterances}
     elapsed = {r["epoch"]: r["elapsed"] for r in read_log(args.exp_dir) if "valid_loss" in r}
-    points = []
+    overrides = parse_option_overrides(args.option)
+    points, method = [], args.method
     for checkpoint in sorted(args.exp_dir.glob("checkpoints/epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
         epoch = int(checkpoint.stem.split("_")[1])
         recognizer = Recognizer(args.exp_dir, checkpoint)
-        rates = error_rates(refs, decode_utterances(recognizer, utterances, args.method).hyps)
+        method = method or recognizer.default_method
+        check_override_methods(overrides, [method])
+        options = method_options(recognizer, method, recognizer.decode_options, overrides=overrides.get(method))
+        search = recognizer.search(method, **options)
+        rates = error_rates(refs, decode_utterances(recognizer, utterances, {method: search})[method].hyps)
         points.append({"epoch": epoch, "elapsed": elapsed.get(epoch, 0.0), "wer": rates.wer, "cer": rates.cer})
         log.info("epoch %d: %s WER %.2f%%", epoch, args.data.name, rates.wer)
     atomic_write_text(args.exp_dir / "wer_curve.json", json.dumps(points, indent=2))
-    plot_wer_curve(points, args.exp_dir / "wer_curve.png", f"{args.exp_dir.name} on {args.data.name} ({args.method})")
+    plot_wer_curve(points, args.exp_dir / "wer_curve.png", f"{args.exp_dir.name} on {args.data.name} ({method})")
     return 0

@@ -13,7 +13,8 @@ compute time it took. ``--method`` is any search that can stream (default: the c
 ``decode.methods`` entry that can); one that cannot is refused, naming those that can. At the
 end it prints the final result: a second pass over all encodings with ``--final-method``
 (default: ``attention_rescoring`` when the model has a decoder), else the streaming search's
-own final result. ``--chunk-size 0`` is the encoder's own static chunk.
+own final result. ``--chunk-size 0`` is the encoder's own static chunk. Search keys come from
+``decode.options`` and ``--option METHOD.key=value``, as in ``speechforge decode``.
 """
 from __future__ import annotations
 
@@ -23,13 +24,12 @@ from pathlib import Path
 
 import torch
 
-from speechforge.commands.decode import method_options
-from speechforge.config import parse_section
+from speechforge.commands.decode import add_option_argument, method_options
 from speechforge.data.audio import load_audio
 from speechforge.decode.recognizer import Recognizer
 from speechforge.decode.streaming_decoder import StreamingDecoder, can_stream, check_streaming_method, streaming_methods
 from speechforge.errors import ConfigError
-from speechforge.train.options import DecodeOptions
+from speechforge.decode.search_options import check_override_methods, parse_option_overrides
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--chunk-size", type=int, default=16, help="encoder frames per chunk (> 0; 0 = the encoder's static chunk)")
     parser.add_argument("--num-left-chunks", type=int, default=-1, help="chunks of left context kept, -1 = all")
     parser.add_argument("--method", help="a search that streams (default: the first of decode.methods that does)")
-    parser.add_argument("--beam-size", type=int, help="for beam searches (default: decode.beam_size)")
+    parser.add_argument("--beam-size", type=int, help="for every method that takes a beam_size (default: decode.beam_size)")
+    add_option_argument(parser)
     parser.add_argument("--final-method", help="search for the final pass (default: attention_rescoring with a decoder)")
     parser.add_argument("--checkpoint", type=Path, help="default: EXP/model_avg.pt, else the newest checkpoint")
     parser.set_defaults(run=run)
@@ -60,16 +61,23 @@ def default_method(recognizer: Recognizer, methods: list[str]) -> str:
     )
 
 
+def rescores(model) -> bool:
+    """Whether the model has what ``attention_rescoring`` needs: a CTC head and a decoder."""
+    return model.ctc is not None and bool(model.named_decoders())
+
+
 def run(args: argparse.Namespace) -> int:
     recognizer = Recognizer(args.exp_dir, args.checkpoint)
-    defaults = parse_section(DecodeOptions, recognizer.config, "decode")
-    beam_size = args.beam_size or defaults.beam_size
+    defaults = recognizer.decode_options
     model = recognizer.model
     if args.method is None:
         method = default_method(recognizer, defaults.methods)
     else:
         method = check_streaming_method(recognizer.host.registry, args.method)
-    search = recognizer.search(method, **method_options(recognizer, method, defaults, beam_size))
+    final_method = args.final_method or ("attention_rescoring" if rescores(model) else method)
+    overrides = parse_option_overrides(args.option)
+    check_override_methods(overrides, [method, final_method])
+    search = recognizer.search(method, **method_options(recognizer, method, defaults, args.beam_size, overrides.get(method)))
     stream = StreamingDecoder(model, search, args.chunk_size, args.num_left_chunks)
     wave = load_audio(args.audio, recognizer.sample_rate)
     piece = stream.window.stride * model.frontend.hop_length  # samples of one chunk
@@ -80,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
             seconds = min(start + piece, wave.numel()) / recognizer.sample_rate
             print(f"partial {seconds:6.2f}s ({spent_ms:5.1f} ms): {recognizer.tokenizer.decode(stream.partial())}")
     encodings = stream.finish()
-    rescore = model.ctc is not None and bool(model.named_decoders())
-    final_method = args.final_method or ("attention_rescoring" if rescore else method)
     if final_method == method:
         token_ids = stream.final()
     else:
-        final = recognizer.search(final_method, **method_options(recognizer, final_method, defaults, beam_size))
+        options = method_options(recognizer, final_method, defaults, args.beam_size, overrides.get(final_method))
+        final = recognizer.search(final_method, **options)
         with torch.no_grad():
             token_ids = final(model, encodings, torch.tensor([encodings.size(1)]))[0]
     print(f"final ({final_method}): {recognizer.tokenizer.decode(token_ids)}")

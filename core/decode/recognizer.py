@@ -10,7 +10,9 @@ from torch import Tensor
 from speechforge.builder import build_model
 from speechforge.config import load_config
 from speechforge.data.audio import load_audio
-from speechforge.errors import CheckpointError
+from speechforge.decode.search_options import check_configured_methods, read_decode_options, search_options
+from speechforge.errors import CheckpointError, ConfigError
+from speechforge.interfaces import SearchMethod
 from speechforge.lm.ngram_lm import NgramLM
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import load_tokenizer
@@ -38,7 +40,9 @@ def without_cmvn_file(config: dict) -> dict:
 
 
 class Recognizer:
-    """Model + tokenizer + decoding methods of one experiment."""
+    """Model + tokenizer + decoding methods of one experiment. A method left unnamed is the
+    config's first ``decode.methods`` entry; searches get the config's options for them
+    (``decode.beam_size``, ``decode.options.METHOD``) under any given as keywords."""
 
     def __init__(self, exp_dir: Path, checkpoint: Path | None = None, host: PluginHost | None = None) -> None:
         self.exp_dir = Path(exp_dir)
@@ -53,33 +57,67 @@ class Recognizer:
         self.sample_rate = int(self.model.frontend.sample_rate)
         lm_path = self.exp_dir / LM_FILE
         self.lm = NgramLM.load_arpa(lm_path, self.tokenizer.pieces) if lm_path.is_file() else None
-        self._searches: dict[str, object] = {}
+        self._searches: dict[str, SearchMethod] = {}
+        self.decode_options = read_decode_options(self.config)
+        check_configured_methods(self.host.registry, self.decode_options)
 
-    def search(self, method: str, **options: object):
-        """The registered decoding method ``method``, built with ``options`` (cached); methods
-        that declare an ``lm`` parameter get the experiment's language model."""
+    @property
+    def default_method(self) -> str:
+        """The config's first ``decode.methods`` entry, so a model without CTC (whose config
+        lists, say, ``attention`` first) decodes out of the box."""
+        if not self.decode_options.methods:
+            raise ConfigError(
+                f"{self.exp_dir / 'config.yaml'}: decode.methods is empty; name the searches to run "
+                f"(registered: {', '.join(self.host.registry.names('search'))})"
+            )
+        return self.decode_options.methods[0]
+
+    def search_options(self, method: str, **overrides: object) -> dict[str, object]:
+        """The config's options for ``method`` with ``overrides`` over them."""
+        return search_options(self.host.registry, self.decode_options, method, overrides)
+
+    def search(self, method: str, **options: object) -> SearchMethod:
+        """The registered decoding method ``method``, built with exactly ``options`` (cached;
+        keys checked as ``decode.options.METHOD.key``); methods that declare an ``lm``
+        parameter get the experiment's language model."""
         key = f"{method}:{sorted(options.items())}"
         if key not in self._searches:
-            self._searches[key] = self.host.registry.build("search", {"type": method, **options}, "decode", lm=self.lm)
+            self._searches[key] = self.host.registry.build(
+                "search", {"type": method, **options}, f"decode.options.{method}", lm=self.lm
+            )
         return self._searches[key]
 
     @torch.no_grad()
+    def encode(
+        self, speech: Tensor, speech_lens: Tensor, chunk_size: int = -1, num_left_chunks: int = -1
+    ) -> tuple[Tensor, Tensor]:
+        """Args: speech (B, S), speech_lens (B,). Returns encoder_out (B, T, D), encoder_lens
+        (B,): what every search of the batch reads, so several methods share one encoding."""
+        return self.model.encode(speech, speech_lens, chunk_size, num_left_chunks)
+
+    @torch.no_grad()
+    def texts(self, search: SearchMethod, encoder_out: Tensor, encoder_lens: Tensor) -> list[str]:
+        """Args: encoder_out (B, T, D), encoder_lens (B,). Returns ``search``'s text per utterance."""
+        return [self.tokenizer.decode(ids) for ids in search(self.model, encoder_out, encoder_lens)]
+
     def decode_batch(
         self,
         speech: Tensor,
         speech_lens: Tensor,
-        method: str = "ctc_greedy_search",
+        method: str | None = None,
         chunk_size: int = -1,
         num_left_chunks: int = -1,
         **options: object,
     ) -> list[str]:
-        """Args: speech (B, S), speech_lens (B,). Returns one text per utterance."""
-        encoder_out, encoder_lens = self.model.encode(speech, speech_lens, chunk_size, num_left_chunks)
-        token_ids = self.search(method, **options)(self.model, encoder_out, encoder_lens)
-        return [self.tokenizer.decode(ids) for ids in token_ids]
+        """Args: speech (B, S), speech_lens (B,); method: default :attr:`default_method`.
+        Returns one text per utterance."""
+        method = method or self.default_method
+        search = self.search(method, **self.search_options(method, **options))
+        return self.texts(search, *self.encode(speech, speech_lens, chunk_size, num_left_chunks))
 
-    def transcribe(self, audio: str | Path | Tensor | Sequence[float], method: str = "ctc_greedy_search", **options: object) -> str:
-        """Text of one utterance: a file path or a waveform at the model's sample rate."""
+    def transcribe(self, audio: str | Path | Tensor | Sequence[float], method: str | None = None, **options: object) -> str:
+        """Text of one utterance: a file path or a waveform at the model's sample rate;
+        method: default :attr:`default_method`."""
         if isinstance(audio, (str, Path)):
             wave = load_audio(audio, self.sample_rate)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -54,11 +55,10 @@ class TrainOptions:
 
 @dataclass
 class DecodeOptions:
+    # searches `speechforge decode` runs; the first is every command's and API's default method
     methods: list[str] = field(default_factory=lambda: ["ctc_greedy_search", "ctc_prefix_beam_search"])
     chunk_sizes: list[int] = field(default_factory=lambda: [-1])  # -1: full context
     num_left_chunks: int = -1
-    beam_size: int = 10
-    lm_weight: float = 0.5  # methods with a fused LM: weight of its log-prob
-    lm_bonus: float = 1.0  # ... and score added per token
-    ctc_weight: float | None = None  # two-pass methods: weight of the first pass; None: the method's default
-    reverse_weight: float | None = None  # ... and of the right-to-left decoder
+    beam_size: int = 10  # for every method whose factory takes a beam_size
+    # METHOD: {key: value}, keyword arguments of that search's factory (over beam_size above)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -39,7 +39,7 @@ class AttentionRescoring(SearchMethod):
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if reverse_weight is not None and not 0.0 <= reverse_weight <= 1.0:
-            raise ConfigError(f"decode.reverse_weight: must be in [0, 1], got {reverse_weight}")
+            raise ConfigError(f"decode.options.attention_rescoring.reverse_weight: must be in [0, 1], got {reverse_weight}")
         self.beam_size = beam_size
         self.ctc_weight = ctc_weight
         self.reverse_weight = reverse_weight
@@ -51,7 +51,7 @@ class AttentionRescoring(SearchMethod):
             return DEFAULT_REVERSE_WEIGHT if decoder.bidirectional else 0.0
         if self.reverse_weight > 0 and not decoder.bidirectional:
             raise ConfigError(
-                f"decode.reverse_weight: {self.reverse_weight} needs a right-to-left decoder; "
+                f"decode.options.attention_rescoring.reverse_weight: {self.reverse_weight} needs a right-to-left decoder; "
                 f"{type(decoder).__name__} has none"
             )
         return self.reverse_weight

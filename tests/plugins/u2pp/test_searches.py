@@ -122,7 +122,7 @@ def test_reverse_weight_default_follows_the_decoder():
     rescoring = search("attention_rescoring")
     assert rescoring.resolved_reverse_weight(model_with("bitransformer").decoder) == DEFAULT_REVERSE_WEIGHT
     assert rescoring.resolved_reverse_weight(model_with("transformer").decoder) == 0.0
-    with pytest.raises(ConfigError, match="decode.reverse_weight: 0.3 needs a right-to-left decoder"):
+    with pytest.raises(ConfigError, match="decode.options.attention_rescoring.reverse_weight: 0.3 needs a right-to-left decoder"):
         search("attention_rescoring", reverse_weight=0.3).resolved_reverse_weight(model_with("transformer").decoder)
 
 
