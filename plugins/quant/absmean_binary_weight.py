@@ -26,7 +26,8 @@ class AbsmeanBinaryWeight(WeightFakeQuantizer):
     """1-bit fake quantization: ``scale_b * sign(w_b)`` per block b, scale_b = mean |w_b|.
 
     Args:
-        shape: the weight's shape (..., O, I).
+        weight: the weight (..., O, I) to quantize; only its shape is read here, so every
+            fake quantizer is built the same way, ``cls(weight, name=..., **settings)``.
         name: the layer's module name, for error messages.
         block_size: sub-channel block width along I (64, the paper's Exp5); None for one
             scale per output channel (Exp4).
@@ -38,14 +39,14 @@ class AbsmeanBinaryWeight(WeightFakeQuantizer):
 
     def __init__(
         self,
-        shape: tuple[int, ...],
+        weight: Tensor,
         *,
         name: str,
         block_size: int | None = DEFAULT_BLOCK_SIZE,
         centralize: bool = False,
         scale_dtype: str = "float32",
     ) -> None:
-        super().__init__(shape, name=name, bits=1, block_size=block_size, scale_dtype=scale_dtype)
+        super().__init__(tuple(weight.shape), name=name, bits=1, block_size=block_size, scale_dtype=scale_dtype)
         self.centralize = centralize
 
     def _signed_blocks(self, weight: Tensor) -> Tensor:

@@ -41,6 +41,7 @@ class PackedLinear(nn.Module):
         scale_dtype: storage of the metadata, ``float32`` or ``int8``.
         zero_point: affine codes with a zero point; False for binary (sign) codes.
         bias: keep a float bias.
+        device: where the empty buffers are made (``meta`` to fill them by assignment).
     """
 
     def __init__(
@@ -61,11 +62,11 @@ class PackedLinear(nn.Module):
         self.scale_dtype = check_metadata_dtype(scale_dtype, "PackedLinear")
         blocks = in_features // self.width
         meta_dtype = torch.float32 if scale_dtype == "float32" else torch.int8
-        self.register_buffer(
-            "codes", torch.empty(out_features, blocks, packed_length(self.width, bits), dtype=torch.uint8, device=device)
-        )
+        code_bytes = packed_length(self.width, bits)
+        self.register_buffer("codes", torch.empty(out_features, blocks, code_bytes, dtype=torch.uint8, device=device))
         for meta, wanted in (("scale", True), ("zero_point", zero_point)):
-            self.register_buffer(meta, torch.empty(out_features, blocks, dtype=meta_dtype, device=device) if wanted else None)
+            values = torch.empty(out_features, blocks, dtype=meta_dtype, device=device) if wanted else None
+            self.register_buffer(meta, values)
             step_wanted = wanted and scale_dtype == "int8"
             self.register_buffer(f"{meta}_step", torch.empty((), device=device) if step_wanted else None)
         self.register_buffer("bias", torch.empty(out_features, device=device) if bias else None)
@@ -123,7 +124,8 @@ class PackedLinear(nn.Module):
         step = max(1, UNPACK_BUDGET // (self.out_features * self.width))
         for start in range(0, inputs.shape[1], step):
             block_inputs = inputs[:, start : start + step]  # (N, k, W)
-            codes = unpack_bits(self.codes[:, start : start + step], self.bits, self.width).to(x.dtype)  # (O, k, W)
+            codes = unpack_bits(self.codes[:, start : start + step], self.bits, self.width)  # (O, k, W)
+            codes = codes.to(x.dtype)
             if zero_point is None:
                 codes = 2 * codes - 1
             partial = torch.einsum("nkw,okw->nko", block_inputs, codes)  # (N, k, O)
