@@ -50,4 +50,4 @@ def fake_quantize_metadata(values: Tensor, scale_dtype: str) -> Tensor:
     if scale_dtype == "float32":
         return values
     stored = int8_decode(*int8_encode(values)).to(values.dtype)
-    return values + (stored - values).detach()
+    return stored + (values - values.detach())

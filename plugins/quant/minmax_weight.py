@@ -14,8 +14,9 @@ centre by ``clip`` for static clipping) and are then learned as in LSQ / LSQ+ (E
     d w_hat / d s = q - (w - z) / s inside, 0 below, 2**bits - 1 above,
     d w_hat / d z = 0 inside, 1 outside,
 
-and the scale and zero point gradients are multiplied by LSQ's ``1 / sqrt(W * (2**bits - 1))``
-(W weights share a block's metadata) to keep their steps in proportion to the weights'.
+and the scale, zero point (and clip factor) gradients are multiplied by LSQ's
+``1 / sqrt(W * (2**bits - 1))`` (W weights share a block's metadata) to keep their steps in
+proportion to the weights'.
 ``learn_clip`` adds a learned factor (initially 1) per block that scales the grid about its
 centre, so clipping can be learned apart from the grid's position.
 """
@@ -85,7 +86,7 @@ class MinMaxWeight(WeightFakeQuantizer):
         zero_point = scale_gradient(self.zero_point, self.gradient_factor)
         if self.clip_factor is not None:
             centre = zero_point + scale * self.levels / 2
-            scale = scale * self.clip_factor.clamp_min(MIN_SCALE)
+            scale = scale * scale_gradient(self.clip_factor, self.gradient_factor).clamp_min(MIN_SCALE)
             zero_point = centre - scale * self.levels / 2
         return scale, zero_point
 

@@ -134,7 +134,7 @@ class PackedLinear(nn.Module):
                 out += block_inputs.sum(-1) @ zero_point[start : start + step]  # (N, k) @ (k, O)
         if self.bias is not None:
             out += self.bias.to(x.dtype)
-        return out.unflatten(0, x.shape[:-1])
+        return out.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         kind = "binary" if self.zero_point is None else f"{self.bits}-bit affine"

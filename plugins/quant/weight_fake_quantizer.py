@@ -66,13 +66,14 @@ class WeightFakeQuantizer(nn.Module, ABC):
 
 
 def straight_through(values: Tensor, quantized: Tensor) -> Tensor:
-    """``quantized`` in the forward, the identity gradient to ``values`` in the backward."""
-    return values + (quantized - values).detach()
+    """Exactly ``quantized`` in the forward, the identity gradient to ``values`` in the backward."""
+    return quantized.detach() + (values - values.detach())
 
 
 def scale_gradient(values: Tensor, factor: float) -> Tensor:
-    """``values`` unchanged in the forward; their gradient multiplied by ``factor`` (LSQ)."""
-    return (values - values * factor).detach() + values * factor
+    """Exactly ``values`` in the forward; their gradient multiplied by ``factor`` (LSQ)."""
+    scaled = values * factor
+    return values.detach() + (scaled - scaled.detach())
 
 
 def tiny(dtype: torch.dtype) -> float:
