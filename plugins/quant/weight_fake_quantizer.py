@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from speechforge_plugins.quant.blocks import block_width
 from speechforge_plugins.quant.metadata_codec import check_metadata_dtype, fake_quantize_metadata, int8_encode
 from speechforge_plugins.quant.packed_weight import PackedWeight
+from speechforge_plugins.quant.size import quantized_bits
 
 
 class WeightFakeQuantizer(nn.Module, ABC):
@@ -49,6 +50,18 @@ class WeightFakeQuantizer(nn.Module, ABC):
     @abstractmethod
     def pack(self, weight: Tensor) -> PackedWeight:
         """The packed codes and metadata of ``weight`` (..., O, I), as forward quantizes it."""
+
+    def size_bits(self, metadata_dtype: str) -> int:
+        """Bits of the packed weight with its metadata stored as ``metadata_dtype`` (the size
+        report asks for both ``float32`` and ``int8``, whatever this quantizer trains with)."""
+        return quantized_bits(
+            self.shape,
+            bits=self.bits,
+            block_size=self.block_size,
+            metadata_per_block=self.metadata_per_block,
+            metadata_dtype=metadata_dtype,
+            name=self.name,
+        )
 
     def _store(self, values: Tensor) -> tuple[Tensor, Tensor | None]:
         """Metadata (..., O, NB, 1) -> its stored form (..., O, NB) and int8 step (or None)."""

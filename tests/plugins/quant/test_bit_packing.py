@@ -34,3 +34,5 @@ def test_out_of_range_codes_and_bits_are_refused():
         pack_bits(torch.tensor([0, 4]), 2)
     with pytest.raises(ValueError, match=r"bits must be one of \(1, 2\), got 4"):
         pack_bits(torch.tensor([0, 1]), 4)
+    with pytest.raises(ValueError, match=r"bits must be one of \(1, 2\), got 3"):
+        unpack_bits(torch.tensor([7], dtype=torch.uint8), 3, 2)

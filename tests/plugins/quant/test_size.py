@@ -62,3 +62,4 @@ def test_packed_layer_holds_exactly_the_computed_bits(make, metadata_per_block):
         metadata_dtype=quantizer.scale_dtype,
     )
     assert quantizer.metadata_per_block == metadata_per_block
+    assert quantizer.size_bits(quantizer.scale_dtype) == stored_bits
