@@ -37,15 +37,22 @@ def make_boundary(frame_lengths: Tensor, symbol_lengths: Tensor) -> Tensor:
 
 
 def _skew(x: Tensor, num_diagonals: int) -> Tensor:
-    """(B, R, C) -> (B, num_diagonals, R) with ``out[b, n, r] = x[b, r, n - r]`` and log-zero
-    where ``n - r`` is outside [0, C)."""
+    """(B, R, C) -> (N, B, R) with ``out[n, b, r] = x[b, r, n - r]`` and log-zero where
+    ``n - r`` is outside [0, C): row n is the anti-diagonal s + t = n."""
     B, R, C = x.shape
     n = torch.arange(num_diagonals, device=x.device).view(num_diagonals, 1)
     col = n - torch.arange(R, device=x.device).view(1, R)  # (N, R)
     inside = (col >= 0) & (col < C)
-    index = col.clamp(0, C - 1).view(1, num_diagonals, R).expand(B, -1, -1)
-    gathered = x.gather(2, index.transpose(1, 2)).transpose(1, 2)  # (B, N, R)
-    return gathered.masked_fill(~inside, _LOG_ZERO)
+    index = col.clamp(0, C - 1).t().unsqueeze(0).expand(B, R, num_diagonals)  # (B, R, N)
+    gathered = x.gather(2, index).permute(2, 0, 1)  # (N, B, R)
+    return gathered.masked_fill(~inside.unsqueeze(1), _LOG_ZERO).contiguous()
+
+
+def _unskew(x: Tensor, columns: int) -> Tensor:
+    """Inverse of ``_skew``: (N, B, R) -> (B, R, columns), ``out[b, r, c] = x[r + c, b, r]``."""
+    N, B, R = x.shape
+    diag = torch.arange(R, device=x.device).view(R, 1) + torch.arange(columns, device=x.device).view(1, columns)
+    return x.permute(1, 2, 0).gather(2, diag.unsqueeze(0).expand(B, R, columns))  # (B, R, columns)
 
 
 def _check(px: Tensor, py: Tensor, boundary: Tensor | None) -> tuple[bool, Tensor]:
@@ -64,47 +71,69 @@ def _check(px: Tensor, py: Tensor, boundary: Tensor | None) -> tuple[bool, Tenso
     return px.size(2) == T + 1, boundary
 
 
-def _forward_scores(px: Tensor, py: Tensor, boundary: Tensor, regular: bool) -> Tensor:
-    """The recursion itself, differentiable by autograd. Returns scores (B,)."""
+@torch.no_grad()
+def _scores_and_occupations(px: Tensor, py: Tensor, boundary: Tensor, regular: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Forward (alpha) and backward (beta) recursions along anti-diagonals, then every arc's
+    occupation ``exp(alpha[from] + arc + beta[to] - score)``. Returns scores (B,),
+    px_grad like px, py_grad like py."""
     B, S1, T = py.shape
+    S, T1 = S1 - 1, px.size(2)
     N = S1 + T  # diagonals n = s + t in [0, S + T]
+    step = 1 if regular else 2  # a symbol arc moves one diagonal (regular) or two (modified)
     # -inf arcs (k2's "no such arc") become log-zero so that no node has two -inf inputs
-    px, py = px.clamp(min=_LOG_ZERO), py.clamp(min=_LOG_ZERO)
-    px_skew = _skew(torch.nn.functional.pad(px, (0, 0, 0, 1), value=_LOG_ZERO), N)  # (B, N, S+1)
-    py_skew = _skew(py, N)  # (B, N, S+1)
-    edge = px.new_full((B, 1), _LOG_ZERO)
-    first = px.new_full((B, S1), _LOG_ZERO)
-    first[:, 0] = 0.0
-    diagonals = [first]
+    px = torch.nn.functional.pad(px.clamp(min=_LOG_ZERO), (0, 0, 0, 1), value=_LOG_ZERO)  # (B, S+1, T1)
+    px_skew, py_skew = _skew(px, N), _skew(py.clamp(min=_LOG_ZERO), N)  # (N, B, S+1) each
+
+    alpha = px.new_full((N, B, S1), _LOG_ZERO)
+    alpha[0, :, 0] = 0.0
     for n in range(1, N):
-        # symbol arc into (s, t) from (s-1, t) [regular] or (s-1, t-1) [modified], shifted by one s
-        src = n - 1 if regular else n - 2
-        if src >= 0:
-            emit = diagonals[src][:, :-1] + px_skew[:, src, :-1]  # (B, S)
-            emit = torch.cat([edge, emit], dim=1)  # (B, S+1)
+        blank = alpha[n - 1] + py_skew[n - 1]  # from (s, t-1)
+        alpha[n, :, 0] = blank[:, 0]
+        if n >= step:
+            torch.logaddexp(alpha[n - step, :, :-1] + px_skew[n - step, :, :-1], blank[:, 1:], out=alpha[n, :, 1:])
         else:
-            emit = px.new_full((B, S1), _LOG_ZERO)
-        blank = diagonals[n - 1] + py_skew[:, n - 1]  # (B, S+1)
-        diagonals.append(torch.logaddexp(emit, blank))
-    p_skew = torch.stack(diagonals, dim=1)  # (B, N, S+1)
+            alpha[n, :, 1:] = blank[:, 1:]
     s_end, t_end = boundary[:, 2], boundary[:, 3]
-    return p_skew[torch.arange(B, device=px.device), s_end + t_end, s_end]
+    batch = torch.arange(B, device=px.device)
+    scores = alpha[s_end + t_end, batch, s_end]  # (B,)
+
+    # beta: only arcs whose end lies inside the boundary may carry mass back to a node
+    s_idx = torch.arange(S1, device=px.device).view(1, 1, S1)
+    n_idx = torch.arange(N, device=px.device).view(N, 1, 1)
+    t_of = n_idx - s_idx  # (N, 1, S+1): frame of skewed node (n, s)
+    end_s, end_t = s_end.view(1, B, 1), t_end.view(1, B, 1)
+    blank_ok = (s_idx <= end_s) & (t_of + 1 <= end_t)
+    symbol_ok = (s_idx + 1 <= end_s) & (t_of + (0 if regular else 1) <= end_t)
+    px_back = px_skew.masked_fill(~symbol_ok, _LOG_ZERO)
+    py_back = py_skew.masked_fill(~blank_ok, _LOG_ZERO)
+    beta = px.new_full((N + 2, B, S1 + 1), _LOG_ZERO)  # spare diagonals and column: no arcs there
+    beta[s_end + t_end, batch, s_end] = 0.0
+    for n in range(N - 1, -1, -1):
+        into = torch.logaddexp(beta[n + 1, :, :S1] + py_back[n], beta[n + step, :, 1:] + px_back[n])
+        torch.logaddexp(beta[n, :, :S1], into, out=beta[n, :, :S1])  # keeps the terminal's 0
+    beta = beta[:, :, :S1]
+
+    total = scores.view(1, B, 1)
+    py_occ = (alpha + py_skew + beta[1 : N + 1] - total).exp()  # (N, B, S+1)
+    px_occ = (alpha[:, :, :-1] + px_skew[:, :, :-1] + beta[step : N + step, :, 1:] - total).exp()  # (N, B, S)
+    py_grad = _unskew(py_occ, T)  # (B, S+1, T)
+    px_grad = _unskew(px_occ, T1)  # (B, S, T1)
+    return scores, px_grad, py_grad
 
 
 class _MutualInformation(torch.autograd.Function):
-    """Scores in the forward together with their gradients wrt px and py; the backward scales
-    those by the incoming gradient, so the recursion is differentiated once."""
+    """Scores in the forward together with their gradients wrt px and py (as k2 computes them),
+    so the pruned loss can choose its ranges; the backward only scales those."""
 
     @staticmethod
     def forward(ctx, px: Tensor, py: Tensor, boundary: Tensor, regular: bool) -> tuple[Tensor, Tensor, Tensor]:
-        with torch.enable_grad():
-            px_leaf = px.detach().requires_grad_(True)
-            py_leaf = py.detach().requires_grad_(True)
-            scores = _forward_scores(px_leaf, py_leaf, boundary, regular)
-            px_grad, py_grad = torch.autograd.grad(scores.sum(), (px_leaf, py_leaf))
+        # float64 inside: an occupation is exp(alpha + arc + beta - score) of terms near the
+        # score's size (thousands of nats on long utterances), where float32 leaves ~1e-3 of it
+        scores, px_grad, py_grad = _scores_and_occupations(px.detach().double(), py.detach().double(), boundary, regular)
+        px_grad, py_grad = px_grad.to(px.dtype), py_grad.to(py.dtype)
         ctx.save_for_backward(px_grad, py_grad)
         ctx.mark_non_differentiable(px_grad, py_grad)
-        return scores.detach(), px_grad, py_grad
+        return scores.to(px.dtype), px_grad, py_grad
 
     @staticmethod
     def backward(ctx, scores_grad: Tensor, _px_grad_grad: Tensor, _py_grad_grad: Tensor):
