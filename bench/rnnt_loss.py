@@ -179,7 +179,7 @@ def run_case(case: str, repeats: int, threads: int) -> dict:
         times.append(time.perf_counter() - start)
     return {
         "case": case, "seconds": round(statistics.median(times), 4), "peak_rss_growth_mb": round(memory, 1),
-        "loss": round(float(loss), 2), "torch": torch.__version__,
+        "loss": round(float(loss.detach()), 2), "torch": torch.__version__,
     }
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the k2 reference environment (.venv-k2: Python 3.10, torch 1.13.1, k2 1.23.4) and write
-# the pruned RNN-T parity fixtures with the REAL k2 into tests/plugins/rnnt/fixtures/.
+# the pruned RNN-T parity fixtures with the REAL k2 into tests/plugins/rnnt/fixtures/, then check
+# the plugin's backend='k2' path against its native one (tools/check_rnnt_k2_backend.py).
 #
 # Rerun from the repository root:   bash tools/make_rnnt_fixtures.sh
 # (idempotent: the venv is reused when it already imports k2 1.23.4; the fixtures are rewritten.)
@@ -23,3 +24,9 @@ if ! "$venv/bin/python" -c 'import k2, sys, importlib.metadata as m; sys.exit(m.
 fi
 echo "make_rnnt_fixtures: writing fixtures with $("$venv/bin/python" -c 'import k2, torch, importlib.metadata as m; print("k2", m.version("k2"), "torch", torch.__version__)')"
 "$venv/bin/python" tools/make_rnnt_fixtures.py tests/plugins/rnnt/fixtures
+
+# the plugin's backend='k2' path against its native one (plugins importable as speechforge_plugins)
+plugin_path=$(mktemp -d)
+trap 'rm -rf "$plugin_path"' EXIT
+ln -s "$PWD/plugins" "$plugin_path/speechforge_plugins"
+PYTHONPATH="$plugin_path" "$venv/bin/python" tools/check_rnnt_k2_backend.py

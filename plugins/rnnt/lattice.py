@@ -12,20 +12,20 @@ moves (s, t) to (s, t+1):
 ``p[0, 0] = 0`` and the score of sequence b is ``p[S_b, T_b]`` read at its boundary row
 ``(0, 0, S_b, T_b)``. Node (s, t) only depends on nodes with smaller s + t, so the recursion runs
 over the S + T + 1 anti-diagonals, each one vectorised over the batch and the diagonal: never a
-Python loop over both T and U. Values outside a sequence's boundary never reach its score, so
-padding needs no masking.
+Python loop over both T and U. Values outside a sequence's boundary never reach its score; the
+backward (beta) recursion ignores arcs that leave the boundary, so padding may hold anything.
 
-The gradients of the scores wrt ``px``/``py`` (the lattice's arc occupation probabilities) are
-computed in the forward, as k2 does, because the pruned loss needs them to choose its ranges;
-the backward then only scales them.
+The gradients of the scores wrt ``px``/``py`` are the arcs' occupation probabilities,
+``exp(alpha[from] + arc + beta[to] - score)``; they are computed in the forward, as k2 does,
+because the pruned loss needs them to choose its ranges, and the backward only scales them.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-# A finite stand-in for log(0): logaddexp(-inf, -inf) has a NaN gradient, which would leak into
-# the occupation probabilities through the masked corners of the skewed lattice.
+# A finite stand-in for log(0) (k2's -inf arcs, the skewed lattice's empty corners): sums of
+# alpha, arc and beta terms stay finite, so no -inf - -inf turns an occupation into NaN.
 _LOG_ZERO = -1.0e30
 
 
