@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from speechforge_plugins.rnnt.lattice import mutual_information_recursion
-from speechforge_plugins.rnnt.simple_loss import _finish_topology, add_delay_penalty, check_rnnt_type, reduce_loss
+from speechforge_plugins.rnnt.simple_loss import add_delay_penalty, apply_topology, check_rnnt_type, reduce_loss
 
 
 def _scatter_to_lattice(scores: Tensor, ranges: Tensor, positions: int) -> Tensor:
@@ -39,16 +39,16 @@ def pruned_logprobs(
         raise ValueError(f"ranges {tuple(ranges.shape)} and symbols {tuple(symbols.shape)} do not fit logits {tuple(logits.shape)}")
     if S < 1 or T < S:
         raise ValueError(f"the pruned RNN-T lattice needs 1 <= S <= T, got S={S}, T={T}")
-    log_probs_norm = torch.logsumexp(logits, dim=3)  # (B, T, s_range)
+    normalizers = torch.logsumexp(logits, dim=3)  # (B, T, s_range)
     with_blank = torch.nn.functional.pad(symbols, (0, 1), value=blank)  # (B, S+1)
     window_symbols = with_blank.unsqueeze(1).expand(B, T, S + 1).gather(2, ranges)  # (B, T, s_range)
-    symbol_scores = logits.gather(3, window_symbols.unsqueeze(-1)).squeeze(-1) - log_probs_norm
-    blank_scores = logits[..., blank] - log_probs_norm  # (B, T, s_range)
+    symbol_scores = logits.gather(3, window_symbols.unsqueeze(-1)).squeeze(-1) - normalizers
+    blank_scores = logits[..., blank] - normalizers  # (B, T, s_range)
     px = _scatter_to_lattice(symbol_scores, ranges, S)  # (B, S, T)
     py = _scatter_to_lattice(blank_scores, ranges, S + 1)  # (B, S+1, T)
     if rnnt_type == "regular":
         px = torch.nn.functional.pad(px, (0, 1), value=float("-inf"))  # (B, S, T+1)
-    return _finish_topology(px, py, boundary, rnnt_type), py
+    return apply_topology(px, py, boundary, rnnt_type), py
 
 
 def pruned_rnnt_loss(

@@ -65,7 +65,9 @@ def add_delay_penalty(px: Tensor, boundary: Tensor | None, rnnt_type: str, delay
     return px + (penalty * delay_penalty).to(px.dtype)
 
 
-def _finish_topology(px: Tensor, py: Tensor, boundary: Tensor | None, rnnt_type: str) -> Tensor:
+def apply_topology(px: Tensor, py: Tensor, boundary: Tensor | None, rnnt_type: str) -> Tensor:
+    """The last step of every lattice's log-probabilities: regular masks the frame past each
+    end, constrained adds the forced blank, modified is as is. px (B, S, T[+1]), py (B, S+1, T)."""
     if rnnt_type == "regular":
         return mask_past_end(px, boundary)
     if rnnt_type == "constrained":
@@ -120,7 +122,7 @@ def simple_logprobs(
     px = px_am + px_lm
     px = torch.cat([px[:, :, :T] - normalizers[:, :S], px[:, :, T:]], dim=2)
     py = py_am + py_lm - normalizers  # (B, S+1, T)
-    return _finish_topology(px, py, boundary, rnnt_type), py
+    return apply_topology(px, py, boundary, rnnt_type), py
 
 
 def smoothed_logprobs(
@@ -168,7 +170,7 @@ def smoothed_logprobs(
     am_only_scale = am_only_scale or 1.0e-20
     px = px * combined + px_lmonly * lm_only_scale + px_amonly * am_only_scale
     py = py * combined + py_lmonly * lm_only_scale + py_amonly * am_only_scale  # (B, S+1, T)
-    return _finish_topology(px, py, boundary, rnnt_type), py
+    return apply_topology(px, py, boundary, rnnt_type), py
 
 
 def simple_rnnt_loss(

@@ -12,7 +12,7 @@ def padded_batch(seed: int, B: int = 4, T: int = 9, U: int = 5, V: int = 7) -> d
     logit_lengths = torch.randint(1, T + 1, (B,), generator=g)
     logit_lengths[0] = T
     target_lengths = torch.randint(0, U + 1, (B,), generator=g)
-    target_lengths[1] = U
+    target_lengths[1], target_lengths[2] = U, 0  # a full-length and an empty transcript
     return {
         "logits": torch.randn(B, T, U + 1, V, generator=g) * 2,
         "targets": torch.randint(1, V, (B, U), generator=g),
