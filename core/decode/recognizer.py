@@ -12,6 +12,7 @@ from speechforge.config import load_config
 from speechforge.data.audio import load_audio
 from speechforge.errors import CheckpointError
 from speechforge.lm.ngram_lm import NgramLM
+from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import load_tokenizer
 from speechforge.train.checkpoint import load_checkpoint, load_model_weights
@@ -50,6 +51,8 @@ class Recognizer:
         state = load_checkpoint(self.checkpoint)
         load_model_weights(self.model, state["model"], self.checkpoint)
         self.host.hook.checkpoint_load(state=state, model=self.model)
+        # this model only runs inference: pack its plain layers (swapped ones are left alone)
+        self.model = optimize_for_cpu_inference(self.model, inplace=True)
         self.sample_rate = int(self.model.frontend.sample_rate)
         lm_path = self.exp_dir / LM_FILE
         self.lm = NgramLM.load_arpa(lm_path, self.tokenizer.pieces) if lm_path.is_file() else None

@@ -6,7 +6,8 @@ parametrizes a layer (``torch.ao.quantization.prepare_qat``, LoRA, a quantizer p
 inference comes from this explicit step instead, as ``ipex.optimize`` does for IPEX:
 
 - every plain ``nn.Linear`` becomes a :class:`~speechforge.modules.packed_linear.PackedLinear`
-  (the weight reordered once into oneDNN's blocked layout, the bias added in the matmul);
+  (the weight reordered here, once, into oneDNN's blocked layout; the bias added in the
+  matmul);
 - where a module declares ``fusable_activations``, pairs of attribute names ``(layer,
   activation)`` whose activation directly follows the layer in its ``forward``, the activation
   is fused into the layer's form (``PackedLinear`` for a Linear, a
@@ -33,9 +34,11 @@ from speechforge.modules.packed_linear import PackedLinear
 
 #: activations that the inference forms apply in the matmul's or convolution's epilogue
 FUSABLE_ACTIVATIONS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.SiLU, nn.GELU)
+#: rows per call that the packed layouts are chosen for (about one utterance of frames)
+ROWS_HINT = 256
 
 
-def optimize_for_cpu_inference(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+def optimize_for_cpu_inference(model: nn.Module, *, inplace: bool = False, rows_hint: int = ROWS_HINT) -> nn.Module:
     """``model`` in evaluation mode with its plain layers swapped for CPU inference forms.
 
     Args:
@@ -43,7 +46,10 @@ def optimize_for_cpu_inference(model: nn.Module, *, inplace: bool = False) -> nn
         inplace: transform ``model`` itself (for a model kept only to run inference, such as a
             Recognizer's); by default a deep copy is transformed and ``model``, e.g. the one
             being trained, is untouched.
-    Returns: the transformed model, in ``eval()`` mode; its outputs equal ``model``'s up to
+        rows_hint: about how many rows (frames x batch) a linear layer sees per call; oneDNN
+            picks the packed layout for it (any row count gives the same result).
+    Returns: the transformed model (``model`` itself when ``inplace``, unless ``model`` is
+    itself a replaceable layer), in ``eval()`` mode; its outputs equal ``model``'s up to
     float rounding.
     """
     if not inplace:
@@ -51,6 +57,9 @@ def optimize_for_cpu_inference(model: nn.Module, *, inplace: bool = False) -> nn
     replacement = _inference_form(model.eval())
     if replacement is model:
         _transform(model)
+    for module in replacement.modules():
+        if isinstance(module, PackedLinear):
+            module.prepack(rows_hint)
     return replacement
 
 
