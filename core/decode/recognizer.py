@@ -41,7 +41,17 @@ def without_cmvn_file(config: dict) -> dict:
 class Recognizer:
     """Model + tokenizer + decoding methods of one experiment."""
 
-    def __init__(self, exp_dir: Path, checkpoint: Path | None = None, host: PluginHost | None = None) -> None:
+    def __init__(
+        self,
+        exp_dir: Path,
+        checkpoint: Path | None = None,
+        host: PluginHost | None = None,
+        *,
+        cpu_inference: bool = True,
+    ) -> None:
+        """``cpu_inference``: swap the model's plain layers for their CPU inference forms
+        (:func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference`); False
+        keeps the model as built, e.g. to export it."""
         self.exp_dir = Path(exp_dir)
         self.host = host or default_host()
         self.config = without_cmvn_file(load_config(self.exp_dir / "config.yaml"))
@@ -51,8 +61,8 @@ class Recognizer:
         state = load_checkpoint(self.checkpoint)
         load_model_weights(self.model, state["model"], self.checkpoint)
         self.host.hook.checkpoint_load(state=state, model=self.model)
-        # this model only runs inference: pack its plain layers (swapped ones are left alone)
-        self.model = optimize_for_cpu_inference(self.model, inplace=True)
+        if cpu_inference:  # this model only runs inference; swapped layers are left alone
+            self.model = optimize_for_cpu_inference(self.model, inplace=True)
         self.sample_rate = int(self.model.frontend.sample_rate)
         lm_path = self.exp_dir / LM_FILE
         self.lm = NgramLM.load_arpa(lm_path, self.tokenizer.pieces) if lm_path.is_file() else None
