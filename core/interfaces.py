@@ -4,6 +4,13 @@ Each base below is what the registry checks on registration and after building. 
 says which *context* keys the builder offers the factory (a factory takes those it declares as
 keyword parameters) and the exact ``forward`` signature, so that any ``ffn``, ``attention`` or
 ``encoder_block`` drops into any encoder. Masks are boolean with ``True`` meaning *keep*.
+
+Components hold plain torch layers (``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d``) and call them
+as modules, never reading a ``.weight`` to run a kernel, so that a :class:`Quantizer`'s module
+swap or parametrization reaches every path. CPU inference speed comes from
+:func:`speechforge.modules.inference_transform.optimize_for_cpu_inference`; a component may
+declare ``fusable_activations`` (pairs of attribute names, a layer and the activation module
+that directly follows it) or define ``cpu_inference_form()`` for it.
 """
 from __future__ import annotations
 
