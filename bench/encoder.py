@@ -210,7 +210,8 @@ def memory_worker(toolkit: str, mode: str, batch: int, threads: int) -> None:
         encoder = build_ours()
         model = OursCTC(encoder)
     if mode == "infer":
-        fn = inference_fn(encoder.eval() if toolkit == "espnet" else optimize_for_cpu_inference(encoder, inplace=True), batch)
+        ready = encoder.eval() if toolkit == "espnet" else optimize_for_cpu_inference(encoder, inplace=True)
+        fn = inference_fn(ready, batch)
     else:
         fn = train_fn(model.train(), batch)
     with open("/proc/self/clear_refs", "w") as f:

@@ -65,7 +65,9 @@ class MultiHeadAttention(Attention):
         if key is value:
             k, v = self.linear_qkv(key)[..., self.d_model :].chunk(2, dim=-1)
             return q, k, v
-        return q, self.linear_qkv(key)[..., self.d_model : 2 * self.d_model], self.linear_qkv(value)[..., 2 * self.d_model :]
+        k = self.linear_qkv(key)[..., self.d_model : 2 * self.d_model]
+        v = self.linear_qkv(value)[..., 2 * self.d_model :]
+        return q, k, v
 
     def forward(
         self,

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from speechforge.modules.inference_transform import optimize_for_cpu_inference
+from speechforge.modules.multi_head_attention import MultiHeadAttention
 from speechforge.plugins import default_host
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "encoders_pre_plain_layers.pt"
@@ -102,3 +104,14 @@ def test_new_state_dict_layout_round_trips():
     other.load_state_dict(state, strict=True)
     for key, value in other.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.parametrize("shared", ["self", "key_is_value", "all_different"])
+def test_every_attention_input_goes_through_its_third_of_linear_qkv(shared):
+    attention = MultiHeadAttention(d_model=16, heads=2)
+    query = torch.randn(2, 5, 16)
+    key = query if shared == "self" else torch.randn(2, 7, 16)
+    value = key if shared != "all_different" else torch.randn(2, 7, 16)
+    weights, biases = attention.linear_qkv.weight.chunk(3), attention.linear_qkv.bias.chunk(3)
+    for got, x, w, b in zip(attention.project(query, key, value), (query, key, value), weights, biases):
+        torch.testing.assert_close(got, F.linear(x, w, b))
