@@ -74,11 +74,11 @@ def test_checkpoint_from_before_plain_layers_loads_and_gives_its_outputs(name):
     block = (
         {"type": "conformer", "conv_kernel": 3}
         if name == "conformer"
-        else {"type": "mamba", "d_state": 4, "expand": 1, "use_ffn": True}
+        else {"type": "mamba", "d_state": 2, "expand": 1, "use_ffn": True}
     )
     config = {
-        "type": "conformer", "d_model": 16, "heads": 2, "num_blocks": 1, "subsampling_channels": 4,
-        "ffn": {"type": "dense", "hidden": 16}, "encoder_block": block,
+        "type": "conformer", "d_model": 8, "heads": 2, "num_blocks": 1, "subsampling_channels": 2,
+        "ffn": {"type": "dense", "hidden": 8}, "encoder_block": block,
         **({"attention": {"type": "rel_mha"}} if name == "conformer" else {}),
     }  # fmt: skip
     state_dict = fixture[name]["state_dict"]
