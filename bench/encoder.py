@@ -9,7 +9,8 @@ Usage (ESPnet lives in its own environment, made by ``make bench-peers``)::
 Both encoders are the 12-block, 256-dim, 4-head, 2048-FFN, kernel-15 Conformer with Conv2d 4x
 subsampling and relative positions; ESPnet's weights are copied into ours with
 :func:`speechforge.convert.convert_espnet_conformer` and the outputs must agree within 1e-4
-before anything is timed. Timings are fp32 eager, ``torch.set_num_threads(2)`` (``--threads``), taken
+before anything is timed. Our inference runs on :func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference`'s
+copy of the model, training on the model itself. Timings are fp32 eager, ``torch.set_num_threads(2)`` (``--threads``), taken
 alternately (A B A B ...) after warm-up; each figure is the median. A training step is encoder
 + CTC head + CTC loss, forward and backward. Peak memory is the peak RSS growth of one step,
 each measured in a fresh subprocess. Our bf16 (autocast) and ``torch.compile`` figures are
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 
 from speechforge.convert import convert_espnet_conformer
 from speechforge.interfaces import LossInputs
+from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge.modules.ctc_head import CTCHead
 from speechforge.plugins import default_host
 
@@ -207,7 +209,11 @@ def memory_worker(toolkit: str, mode: str, batch: int, threads: int) -> None:
     else:
         encoder = build_ours()
         model = OursCTC(encoder)
-    fn = inference_fn(encoder.eval(), batch) if mode == "infer" else train_fn(model.train(), batch)
+    if mode == "infer":
+        ready = encoder.eval() if toolkit == "espnet" else optimize_for_cpu_inference(encoder, inplace=True)
+        fn = inference_fn(ready, batch)
+    else:
+        fn = train_fn(model.train(), batch)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current VmRSS
     base = _status_bytes("VmRSS")
@@ -238,8 +244,9 @@ def our_variant_times(ours: nn.Module, ours_ctc: nn.Module, warmup: int, repeats
 
         return run
 
+    inference_model = optimize_for_cpu_inference(ours)
     for batch in (1, 8):
-        t = time_alternating({"bf16": autocast(inference_fn(ours.eval(), batch))}, warmup, repeats)
+        t = time_alternating({"bf16": autocast(inference_fn(inference_model, batch))}, warmup, repeats)
         result[f"ours_bf16_infer_b{batch}_s"] = t["bf16"]
     t = time_alternating({"bf16": autocast(train_fn(ours_ctc.train(), 8))}, warmup, repeats)
     result["ours_bf16_train_b8_s"] = t["bf16"]
@@ -293,7 +300,7 @@ def main() -> None:
         "repeats": repeats,
         "espnet": espnet_cls is not None,
     }
-    models: dict[str, nn.Module] = {"ours": ours}
+    models: dict[str, nn.Module] = {"ours": ours}  # inference runs optimize_for_cpu_inference(ours)
     ctc_models: dict[str, nn.Module] = {"ours": OursCTC(ours)}
     if espnet_cls is None:
         result["note"] = "espnet is not importable here: speechforge figures only (make bench-peers)"
@@ -304,8 +311,9 @@ def main() -> None:
         ctc_models["espnet"] = EspnetCTC(espnet)
         ctc_models["espnet"].ctc_lo.load_state_dict(ctc_models["ours"].ctc.ctc_lo.state_dict())
 
+    inference_models = {**models, "ours": optimize_for_cpu_inference(ours)}
     for batch in (1, 8):
-        t = time_alternating({n: inference_fn(m.eval(), batch) for n, m in models.items()}, warmup, repeats)
+        t = time_alternating({n: inference_fn(m.eval(), batch) for n, m in inference_models.items()}, warmup, repeats)
         for name, seconds in t.items():
             result[f"{name}_infer_b{batch}_s"] = seconds
     t = time_alternating({n: train_fn(m.train(), 8) for n, m in ctc_models.items()}, warmup, repeats)

@@ -7,7 +7,8 @@ Usage::
     .venv/bin/python bench/mamba.py --quick    # L in 500, 2000
     .venv/bin/python bench/mamba.py --lengths 64 --repeats 1   # smoke run
 
-Batch 4, d_model 256, d_inner 512, d_state 16, 2 threads, inference (no grad). For each L it
+Batch 4, d_model 256, d_inner 512, d_state 16, 2 threads, inference (no grad) on blocks made
+ready by :func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference`. For each L it
 times the forward of one ``mamba`` encoder block (``scan: auto``, ``chunked`` and
 ``sequential``, same weights; on CPU ``auto`` is the fused kernel when it builds, else the
 chunked scan: ``auto_scan`` says which) and of the selective scan alone on that block's own
@@ -27,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 
+from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge_plugins.mamba import mamba_mixer
 from speechforge_plugins.mamba.mamba_block import MambaBlock
 from speechforge_plugins.mamba.selective_scan import selective_scan_chunked, selective_scan_sequential
@@ -79,8 +81,9 @@ def main() -> None:
                          chunk_size=args.chunk_size, scan=scan).eval()
         for scan in ("auto", "chunked", "sequential")
     }  # fmt: skip
-    for block in blocks.values():
+    for scan, block in blocks.items():
         block.load_state_dict(blocks["chunked"].state_dict())
+        blocks[scan] = optimize_for_cpu_inference(block, inplace=True)
     kernel = cpu_kernel_available()
     results = []
     with torch.no_grad():

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from speechforge.builder import build_model
 from speechforge.config import load_config
 from speechforge.interfaces import FeedForward
+from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge.plugins import default_host
 from speechforge_plugins.moe.moe_feed_forward import MoEFeedForward
 
@@ -214,6 +215,8 @@ def main() -> None:
         "wenet_loop_top2": with_wenet_loop(share_weights(build(moe_ffn(2)), top2)),
     }
     layers = dispatch_layers(top2.blocks[0].feed_forward_macaron)
+    for model in (*encoders.values(), *layers.values()):  # weights stay shared: packed in place
+        optimize_for_cpu_inference(model, inplace=True)
     dense_params, moe_params = count_parameters(dense), count_parameters(top2)
     expert_params = count_parameters(top2.blocks[0].feed_forward) - top2.blocks[0].feed_forward.gate.weight.numel()
     result: dict[str, Any] = {

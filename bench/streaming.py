@@ -40,6 +40,7 @@ from speechforge.data.audio import load_audio
 from speechforge.data.data_dir import read_data_dir
 from speechforge.decode.recognizer import Recognizer
 from speechforge.decode.streaming_decoder import StreamingDecoder
+from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge.plugins import default_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def random_model(vocab_size: int):
     config = load_config(SMALL_CONFIG)
-    return build_model({**config, "vocab_size": vocab_size}).eval()
+    return optimize_for_cpu_inference(build_model({**config, "vocab_size": vocab_size}), inplace=True)
 
 
 def build_search(method: str, beam_size: int):

@@ -17,6 +17,13 @@ stream``), counted in encoder output frames:
   (-1: all); what a stream of N-frame chunks computes.
 
 Any other value is an error (:func:`check_chunk_size`).
+
+Components hold plain torch layers (``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d``) and call them
+as modules, never reading a ``.weight`` to run a kernel, so that a :class:`Quantizer`'s module
+swap or parametrization reaches every path. CPU inference speed comes from
+:func:`speechforge.modules.inference_transform.optimize_for_cpu_inference`; a component may
+declare ``fusable_activations`` (pairs of attribute names, a layer and the activation module
+that directly follows it) or define ``cpu_inference_form()`` for it.
 """
 from __future__ import annotations
 

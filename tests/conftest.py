@@ -1,10 +1,17 @@
 """Shared fixtures: deterministic seeds and a tiny model config."""
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn.utils import parametrize
+
+from speechforge.modules.inference_transform import optimize_for_cpu_inference
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +90,67 @@ def untrained_experiment(tmp_path, tiny_data_dir):
         return exp
 
     return make
+
+
+class _ShiftedWeight(nn.Module):
+    """A stand-in for a layer (not a subclass): the same parameters, another ``forward`` that
+    adds ``delta`` to one of them, as a quantizer or LoRA swap does."""
+
+    def __init__(self, layer: nn.Module, name: str, delta: torch.Tensor) -> None:
+        super().__init__()
+        self.layer, self.name = layer, name
+        self.register_buffer("delta", delta)
+
+    def forward(self, *args: Any) -> Any:
+        params = dict(self.layer.named_parameters())
+        params[self.name] = params[self.name] + self.delta
+        return functional_call(self.layer, params, args)
+
+
+class _AddDelta(nn.Module):
+    def __init__(self, delta: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("delta", delta)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + self.delta
+
+
+@pytest.fixture
+def assert_layer_changes_take_effect() -> Callable[..., None]:
+    """``check(model, path, run, weight="weight")``: a module swap of ``model``'s layer at
+    ``path`` and a ``torch.nn.utils.parametrize`` parametrization of its ``weight`` each give
+    ``run``'s output of the model whose weight was changed by the same amount, in training
+    (``train()``, gradients), in inference (``eval()`` + ``no_grad``) and in inference after
+    ``optimize_for_cpu_inference``, which must leave the changed layer as it is."""
+
+    def run_in(model: nn.Module, run: Callable[[nn.Module], torch.Tensor], training: bool) -> torch.Tensor:
+        if training:
+            return run(model.train())
+        with torch.no_grad():
+            return run(model.eval())
+
+    def check(model: nn.Module, path: str, run: Callable[[nn.Module], torch.Tensor], weight: str = "weight") -> None:
+        parameter = getattr(model.get_submodule(path), weight)
+        delta = 0.5 * parameter.detach().std() * torch.randn_like(parameter)
+        changed = copy.deepcopy(model)
+        with torch.no_grad():
+            getattr(changed.get_submodule(path), weight).add_(delta)
+        swapped, parametrized = copy.deepcopy(model), copy.deepcopy(model)
+        parent, _, name = path.rpartition(".")
+        owner = swapped.get_submodule(parent) if parent else swapped
+        setattr(owner, name, _ShiftedWeight(getattr(owner, name), weight, delta))
+        parametrize.register_parametrization(parametrized.get_submodule(path), weight, _AddDelta(delta))
+        for mode in ("train", "eval", "transformed"):
+            training = mode == "train"
+            expected = run_in(changed, run, training)
+            assert not torch.allclose(expected, run_in(model, run, training), atol=1e-3), "the change must show"
+            for variant in (swapped, parametrized):
+                if mode == "transformed":
+                    variant = optimize_for_cpu_inference(variant)
+                    layer = variant.get_submodule(path)
+                    assert isinstance(layer, _ShiftedWeight) or parametrize.is_parametrized(layer), type(layer)
+                got = run_in(variant, run, training)
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5, msg=lambda m: f"{path}, {mode}: {m}")
+
+    return check

@@ -52,7 +52,7 @@ def test_forward_returns_weighted_loss_parts(tiny_config):
     out = model(batch)
     assert torch.allclose(out["loss"], 0.5 * out["ctc"])
     out["loss"].backward()
-    assert model.encoder.blocks[0].self_attn.linear_q.weight.grad is not None
+    assert model.encoder.blocks[0].self_attn.linear_qkv.weight.grad is not None
 
 
 def test_unknown_top_level_section(tiny_config):

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or args.exp_dir / "export"
-    recognizer = Recognizer(args.exp_dir)
+    recognizer = Recognizer(args.exp_dir, cpu_inference=False)  # the model as built, for plugins
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint({"model": recognizer.model.state_dict()}, out / "model.pt")
     save_config(recognizer.config, out / "config.yaml")

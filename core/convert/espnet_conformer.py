@@ -14,6 +14,11 @@ ESPnet                    speechforge
 ``after_norm.*``          ``after_norm.*``
 ========================  ===================
 
+Three tensors change layout (as a pre-change speechforge checkpoint's do when it loads):
+ESPnet's ``linear_q``/``linear_k``/``linear_v`` become one ``linear_qkv``, the pointwise
+Conv1d weights (O, I, 1) become ``nn.Linear`` weights (O, I), and the depthwise Conv1d weight
+(D, 1, K) becomes the (D, 1, 1, K) weight of our channels-last ``nn.Conv2d``.
+
 A ``rel_pos_type: legacy`` encoder has the same keys but computes another function (legacy
 relative positions): the keys cannot tell the two apart, so convert only ``latest`` ones.
 ESPnet's ``LayerNorm`` uses eps 1e-12 where speechforge uses PyTorch's 1e-5; on normalised
@@ -27,6 +32,8 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from speechforge.errors import CheckpointError
+from speechforge.modules.convolution import from_conv1d_layout
+from speechforge.modules.multi_head_attention import merge_separate_projections
 
 # Parameter names a speechforge ConformerBlock shares with ESPnet's EncoderLayer.
 _BLOCK_PARAM = re.compile(
@@ -66,7 +73,8 @@ def convert_espnet_conformer(state_dict: Mapping[str, Tensor], prefix: str = "")
         prefix: keep only keys starting with it (ESPnet model checkpoints use ``"encoder."``)
             and strip it; every key is converted when empty.
     Returns: a state dict for speechforge's ``conformer`` encoder of the same shape, to load
-        with ``load_state_dict(..., strict=True)``. Tensors are shared, not copied.
+        with ``load_state_dict(..., strict=True)``. Tensors are shared (or viewed), not copied,
+        except the concatenated ``linear_qkv`` weights and biases.
     Raises:
         CheckpointError: naming the ESPnet keys that have no speechforge counterpart (for
             example ``concat_linear`` from ``concat_after``), or when no key carries ``prefix``.
@@ -86,4 +94,8 @@ def convert_espnet_conformer(state_dict: Mapping[str, Tensor], prefix: str = "")
         raise CheckpointError(f"ESPnet Conformer keys without a speechforge counterpart: {shown}")
     if not converted:
         raise CheckpointError(f"no key of the state dict starts with prefix {prefix!r}")
+    blocks = {key.split(".", 2)[1] for key in converted if key.startswith("blocks.")}
+    for index in sorted(blocks):
+        merge_separate_projections(converted, f"blocks.{index}.self_attn.", {}, True)
+        from_conv1d_layout(converted, f"blocks.{index}.conv_module.", {}, True)
     return converted

@@ -14,6 +14,7 @@ from speechforge.decode.search_options import check_configured_methods, read_dec
 from speechforge.errors import CheckpointError, ConfigError
 from speechforge.interfaces import SearchMethod
 from speechforge.lm.ngram_lm import NgramLM
+from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import load_tokenizer
 from speechforge.train.checkpoint import load_checkpoint, load_model_weights
@@ -44,7 +45,17 @@ class Recognizer:
     config's first ``decode.methods`` entry; searches get the config's options for them
     (``decode.beam_size``, ``decode.options.METHOD``) under any given as keywords."""
 
-    def __init__(self, exp_dir: Path, checkpoint: Path | None = None, host: PluginHost | None = None) -> None:
+    def __init__(
+        self,
+        exp_dir: Path,
+        checkpoint: Path | None = None,
+        host: PluginHost | None = None,
+        *,
+        cpu_inference: bool = True,
+    ) -> None:
+        """``cpu_inference``: swap the model's plain layers for their CPU inference forms
+        (:func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference`); False
+        keeps the model as built, e.g. to export it."""
         self.exp_dir = Path(exp_dir)
         self.host = host or default_host()
         self.config = without_cmvn_file(load_config(self.exp_dir / "config.yaml"))
@@ -54,6 +65,8 @@ class Recognizer:
         state = load_checkpoint(self.checkpoint)
         load_model_weights(self.model, state["model"], self.checkpoint)
         self.host.hook.checkpoint_load(state=state, model=self.model)
+        if cpu_inference:  # this model only runs inference; swapped layers are left alone
+            self.model = optimize_for_cpu_inference(self.model, inplace=True)
         self.sample_rate = int(self.model.frontend.sample_rate)
         lm_path = self.exp_dir / LM_FILE
         self.lm = NgramLM.load_arpa(lm_path, self.tokenizer.pieces) if lm_path.is_file() else None

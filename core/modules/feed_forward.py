@@ -9,15 +9,17 @@ from torch import Tensor, nn
 from speechforge.interfaces import FeedForward
 from speechforge.modules.activation import make_activation
 from speechforge.modules.dropout import Dropout
-from speechforge.modules.fused_linear import linear
 
 
 class PositionwiseFeedForward(FeedForward):
     """``w_2(dropout(act(w_1 x)))``; with ``gated``, ``act(w_1 x) * w_gate x`` (GLU family).
 
-    In inference on a CPU, ``w_1``'s bias and activation run fused into its matmul
-    (:mod:`speechforge.modules.fused_linear`).
+    The activation follows ``w_1`` directly (``fusable_activations``), so
+    :func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference` runs the two
+    as one oneDNN matmul with the bias and activation in its epilogue.
     """
+
+    fusable_activations = (("w_1", "activation"),)
 
     def __init__(
         self,
@@ -38,7 +40,7 @@ class PositionwiseFeedForward(FeedForward):
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x (B, T, D). Returns (B, T, D)."""
-        h = linear(x, self.w_1.weight, self.w_1.bias, self.activation)  # (B, T, hidden)
+        h = self.activation(self.w_1(x))  # (B, T, hidden)
         if self.w_gate is not None:
-            h = h * linear(x, self.w_gate.weight, self.w_gate.bias)
-        return linear(self.dropout(h), self.w_2.weight, self.w_2.bias)
+            h = h * self.w_gate(x)
+        return self.w_2(self.dropout(h))

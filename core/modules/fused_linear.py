@@ -1,4 +1,8 @@
-"""Linear layers with the bias and activation fused into one oneDNN call for CPU inference.
+"""Linear kernels with the bias and activation fused into one oneDNN call for CPU inference.
+
+Model code does not call these: it calls its ``nn.Linear`` layers. The inference forms that
+:func:`speechforge.modules.inference_transform.optimize_for_cpu_inference` puts in their place
+(:class:`~speechforge.modules.packed_linear.PackedLinear`, the MoE layer's packed experts) do.
 
 ``F.linear`` on a CPU is MKL's GEMM after a copy of the bias into the output, and an
 activation is one more pass over it. When no gradient is needed, :func:`linear` calls instead

@@ -4,6 +4,11 @@ Two numerically equal paths: ``use_sdpa=True`` calls ``torch.nn.functional.
 scaled_dot_product_attention`` (fused kernels, no materialised probabilities where the backend
 allows), ``use_sdpa=False`` materialises the scores and is the reference the fast paths and
 plugins are tested against.
+
+The query, key and value projections are one ``nn.Linear(D, 3D)``, ``linear_qkv`` (rows: q,
+then k, then v): self-attention projects with one matmul, forward and backward. Checkpoints
+with separate ``linear_q``/``linear_k``/``linear_v`` (older speechforge, ESPnet) load through
+a state-dict pre-hook that concatenates them.
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechforge.interfaces import Attention
-from speechforge.modules.fused_linear import linear
+
+_SEPARATE_PROJECTIONS = ("linear_q", "linear_k", "linear_v")
 
 
 class MultiHeadAttention(Attention):
@@ -33,13 +39,13 @@ class MultiHeadAttention(Attention):
         if d_model % heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
         self.heads = heads
+        self.d_model = d_model
         self.d_head = d_model // heads
         self.dropout_p = dropout
         self.use_sdpa = use_sdpa
-        self.linear_q = nn.Linear(d_model, d_model, bias=bias)
-        self.linear_k = nn.Linear(d_model, d_model, bias=bias)
-        self.linear_v = nn.Linear(d_model, d_model, bias=bias)
+        self.linear_qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.linear_out = nn.Linear(d_model, d_model, bias=bias)
+        self._register_load_state_dict_pre_hook(merge_separate_projections)
 
     def initial_cache(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """No keys yet: (B, H, 0, 2 * dk)."""
@@ -50,18 +56,22 @@ class MultiHeadAttention(Attention):
         return x.view(x.size(0), x.size(1), self.heads, self.d_head).transpose(1, 2)
 
     def project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Q, K, V projections, each (B, T, D); one fused matmul for self-attention."""
+        """Q, K, V projections, each (B, T, D), all through ``linear_qkv``.
+
+        Self-attention is one matmul. Cross-attention (a decoder's queries against the encoder
+        memory) projects the queries and the memory through the same layer and keeps the
+        thirds it needs: 2D extra output columns for the few queries and D for the memory, the
+        price of having one layer that a swap or parametrization reaches on every path.
+        """
         if query is key and key is value:
-            weight = torch.cat((self.linear_q.weight, self.linear_k.weight, self.linear_v.weight))
-            bias = None
-            if self.linear_q.bias is not None:
-                bias = torch.cat((self.linear_q.bias, self.linear_k.bias, self.linear_v.bias))
-            return linear(query, weight, bias).chunk(3, dim=-1)
-        return (
-            linear(query, self.linear_q.weight, self.linear_q.bias),
-            linear(key, self.linear_k.weight, self.linear_k.bias),
-            linear(value, self.linear_v.weight, self.linear_v.bias),
-        )
+            return self.linear_qkv(query).chunk(3, dim=-1)
+        q = self.linear_qkv(query)[..., : self.d_model]
+        if key is value:
+            k, v = self.linear_qkv(key)[..., self.d_model :].chunk(2, dim=-1)
+            return q, k, v
+        k = self.linear_qkv(key)[..., self.d_model : 2 * self.d_model]
+        v = self.linear_qkv(value)[..., 2 * self.d_model :]
+        return q, k, v
 
     def forward(
         self,
@@ -115,7 +125,7 @@ class MultiHeadAttention(Attention):
         if empty_rows is not None:
             out = out.masked_fill(empty_rows, 0.0)
         out = out.transpose(1, 2).reshape(q.size(0), q.size(2), -1)  # (B, Tq, D)
-        out = linear(out, self.linear_out.weight, self.linear_out.bias)
+        out = self.linear_out(out)
         if empty_rows is not None:
             out = out.masked_fill(empty_rows.squeeze(1), 0.0)
         return out
@@ -136,3 +146,14 @@ def extend_with_cache(k: Tensor, v: Tensor, cache: Tensor | None) -> tuple[Tenso
     k = torch.cat((cached_k, k), dim=2)
     v = torch.cat((cached_v, v), dim=2)
     return k, v, torch.cat((k, v), dim=-1)
+
+
+def merge_separate_projections(
+    state_dict: dict[str, Tensor], prefix: str, local_metadata: dict, strict: bool, *args: object
+) -> None:
+    """Load-state-dict pre-hook: ``linear_q``/``linear_k``/``linear_v`` weights and biases, as
+    older checkpoints and ESPnet store them, become ``linear_qkv``'s (rows q, k, v)."""
+    for suffix in ("weight", "bias"):
+        keys = [f"{prefix}{name}.{suffix}" for name in _SEPARATE_PROJECTIONS]
+        if all(key in state_dict for key in keys):
+            state_dict[f"{prefix}linear_qkv.{suffix}"] = torch.cat([state_dict.pop(key) for key in keys])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from speechforge.modules.fused_linear import linear
 from speechforge.modules.multi_head_attention import MultiHeadAttention, extend_with_cache
 
 
@@ -100,5 +99,5 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
         expected = q.size(1) + k.size(2) - 1
         if pos_emb.size(1) != expected:
             raise ValueError(f"pos_emb covers {pos_emb.size(1)} distances, expected Tq + Tk - 1 = {expected}")
-        p = linear(pos_emb, self.linear_pos.weight).view(-1, self.heads, self.d_head).transpose(0, 1)
+        p = self.linear_pos(pos_emb).view(-1, self.heads, self.d_head).transpose(0, 1)
         return q, k, v, p, new_cache

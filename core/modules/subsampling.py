@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from speechforge.interfaces import ChunkWindow
-from speechforge.modules.fused_linear import linear
 
 # factor -> (kernel, stride) of each conv layer
 _LAYERS: dict[int, tuple[tuple[int, int], ...]] = {
@@ -96,4 +95,4 @@ class Conv2dSubsampling(nn.Module):
         """Args: x (B, 1, T, F). Returns (B, T', D)."""
         x = self.conv(x)  # (B, C, T', F')
         b, c, t, f = x.size()
-        return linear(x.transpose(1, 2).reshape(b, t, c * f), self.out.weight, self.out.bias)
+        return self.out(x.transpose(1, 2).reshape(b, t, c * f))

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speechforge.modules.fused_linear import fusable, linear
 from speechforge_plugins.mamba.selective_scan import (
     selective_scan_chunked,
     selective_scan_sequential,
@@ -23,7 +22,6 @@ except ImportError:  # CUDA-only package; the PyTorch scans serve everywhere els
     selective_scan_fn = None
 
 SCANS = ("auto", "cpu_kernel", "chunked", "sequential")
-_FUSED_CONV = hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 class MambaMixer(nn.Module):
@@ -32,7 +30,14 @@ class MambaMixer(nn.Module):
 
     Frames marked invalid by ``pad_mask`` get a zero input and delta = 0, so they neither feed
     nor decay the state, and a zero output.
+
+    Every projection and the convolution are called as modules. ``fusable_activations`` tells
+    :func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference` that the SiLU
+    follows the depthwise convolution, which it then runs as one channels-last oneDNN
+    convolution with the SiLU in its epilogue.
     """
+
+    fusable_activations = (("conv1d", "activation"),)
 
     def __init__(
         self,
@@ -62,6 +67,7 @@ class MambaMixer(nn.Module):
         self.scan = scan
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
         self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner)
+        self.activation = nn.SiLU()
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner)
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(self.d_inner, 1))
@@ -106,10 +112,10 @@ class MambaMixer(nn.Module):
         valid = None if pad_mask is None else pad_mask.unsqueeze(-1)  # (B, L, 1)
         if valid is not None:
             x = x.masked_fill(~valid, 0.0)
-        u, conv_state = self._conv(x, None if cache is None else cache[0])  # (B, L, Din)
-        z = linear(x, self.in_proj.weight[self.d_inner :])  # (B, L, Din), the gate half
-        dt, B, C = linear(u, self.x_proj.weight).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = linear(dt, self.dt_proj.weight, self.dt_proj.bias)  # (B, L, Din), softplus's input
+        h, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, Din) each: the scan's input, the gate
+        u, conv_state = self._conv(h, None if cache is None else cache[0])  # (B, L, Din)
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = self.dt_proj(dt)  # (B, L, Din), softplus's input
         B, C = B.transpose(1, 2), C.transpose(1, 2)  # (B, N, L)
         u, z = u.transpose(1, 2), z.transpose(1, 2)  # (B, Din, L), channel-last memory
         A = -torch.exp(self.A_log.float())  # (Din, N)
@@ -128,47 +134,37 @@ class MambaMixer(nn.Module):
             delta = self._delta(dt, valid).transpose(1, 2)  # (B, Din, L)
             y, ssm_state = self._scan(u, delta, A, B, C, state)
             y = (y + u * self.D.unsqueeze(-1)) * F.silu(z)  # (B, Din, L)
-        out = linear(y.transpose(1, 2), self.out_proj.weight)  # (B, L, D)
+        out = self.out_proj(y.transpose(1, 2))  # (B, L, D)
         if valid is not None:
             out = out.masked_fill(~valid, 0.0)
         if cache is None:
             return out, None
         return out, (conv_state, ssm_state)
 
-    def _conv(self, x: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The in_proj half that feeds the scan, then SiLU of its causal depthwise convolution.
+    def _conv(self, h: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        """SiLU of the causal depthwise convolution of ``h``, the in_proj half that feeds the scan.
 
-        Computed channel-last: (B, L, Din) memory is a channels-last (B, Din, 1, L) image, whose
-        depthwise Conv2d oneDNN runs without a transposed copy (in fp32 CPU inference with the
-        SiLU fused in: about 4x faster than a multiply-add per tap), in the weights' dtype
-        outside autocast. The left context is the previous chunk's last inputs, or zero frames
-        put in front of x: in_proj has no bias, so they project to zeros and h comes out
-        already padded.
+        The left context is the previous chunk's last inputs, or zero frames (what in_proj,
+        having no bias, makes of the zero input frames before the utterance). The convolution
+        reads the (B, Din, d_conv - 1 + L) view of (B, L, Din) memory, in the layer's dtype
+        outside autocast: oneDNN's bf16 depthwise kernel, which autocast would pick, can take
+        minutes to generate.
 
         Args:
-            x: (B, L, D) block input.
+            h: (B, L, Din) in_proj's first half.
             state: (B, Din, d_conv - 1) last conv inputs of the previous chunk, or None (zeros).
         Returns: u (B, L, Din) and the new state (B, Din, d_conv - 1).
         """
         context = self.d_conv - 1
-        weight_h = self.in_proj.weight[: self.d_inner]  # (Din, D)
         if state is None:
-            h = linear(F.pad(x, (0, 0, context, 0)), weight_h)  # (B, d_conv - 1 + L, Din)
+            h = F.pad(h, (0, 0, context, 0))  # (B, d_conv - 1 + L, Din)
         else:
-            h = linear(x, weight_h)
             h = torch.cat((state.transpose(1, 2).to(h.dtype), h), dim=1)  # (B, d_conv - 1 + L, Din)
         new_state = h[:, h.size(1) - context :].transpose(1, 2)
-        weight = self.conv1d.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (Din, 1, 1, K)
-        image = h.transpose(1, 2).unsqueeze(2)  # (B, Din, 1, d_conv - 1 + L), a channels-last view
-        if _FUSED_CONV and image.dtype == torch.float32 and fusable(image, weight):
-            u = torch.ops.mkldnn._convolution_pointwise(
-                image, weight, self.conv1d.bias, [0, 0], [1, 1], [1, 1], self.d_inner, "swish", [], ""
-            )
-            return u.squeeze(2).transpose(1, 2), new_state
-        # oneDNN's bf16 depthwise kernel, which autocast would pick, can take minutes to generate
-        with torch.autocast(x.device.type, enabled=False):
-            u = F.conv2d(image.to(weight.dtype), weight, self.conv1d.bias, groups=self.d_inner)
-        return F.silu(u.squeeze(2).transpose(1, 2)), new_state
+        dtype = next(self.conv1d.parameters()).dtype
+        with torch.autocast(h.device.type, enabled=False):
+            u = self.activation(self.conv1d(h.to(dtype).transpose(1, 2)))  # (B, Din, L)
+        return u.transpose(1, 2), new_state
 
     @staticmethod
     def _delta(dt: Tensor, valid: Tensor | None) -> Tensor:

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechforge.errors import ConfigError
@@ -37,6 +38,9 @@ DISPATCHES = ("auto", "grouped", "padded")
 #: docs/plugins/moe.md), since a padded ``baddbmm`` reads every expert's weights as well and
 #: cannot fuse the bias and activation.
 PADDED_MAX_WASTE = 0.5
+
+#: (w_1, b_1, w_gate, b_gate, w_2, b_2): stacked (E, H, D), (E, H), (E, D, H), (E, D) or None
+ExpertWeights = tuple[Tensor, "Tensor | None", "Tensor | None", "Tensor | None", Tensor, "Tensor | None"]
 
 
 @dataclass
@@ -58,11 +62,15 @@ class MoEFeedForward(FeedForward):
     """Top-k routed mixture of dense FFN experts.
 
     Expert ``e`` holds ``w_1[e]`` (H, D), ``w_2[e]`` (D, H) (and ``w_gate[e]``), laid out like
-    the ``nn.Linear`` weights of core's dense FFN, so a dense checkpoint copies into any expert
-    and each expert runs core's fused linear kernels (:mod:`speechforge.modules.fused_linear`).
-    In CPU inference those read oneDNN-layout copies of the expert weights, made once by a
-    :class:`~speechforge.modules.fused_linear.WeightPacker` (an expert's few frames per call
-    would otherwise pay a weight reorder per GEMM) and dropped when the layer trains again.
+    the ``nn.Linear`` weights of core's dense FFN, so a dense checkpoint copies into any expert.
+    Each forward reads the stacked weights once, so a parametrization of ``w_1``, ``w_gate`` or
+    ``w_2`` (``torch.nn.utils.parametrize``) reaches every expert on every path.
+    :func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference` gives the
+    layer its CPU inference form (:meth:`cpu_inference_form`): experts run core's fused oneDNN
+    linear kernels (:mod:`speechforge.modules.fused_linear`) on oneDNN-layout copies of their
+    weights, made once by a :class:`~speechforge.modules.fused_linear.WeightPacker` (an
+    expert's few frames per call would otherwise pay a weight reorder per GEMM), remade when
+    the weights change and dropped when the layer trains again.
 
     Expert load is counted while training: per expert, the (frame, expert) assignments the
     router made since the last :meth:`pop_step_counts` and since construction; the running total
@@ -124,7 +132,7 @@ class MoEFeedForward(FeedForward):
         self.dropout = Dropout(dropout)
         self.reset_parameters()
         self.router_state: RouterState | None = None
-        self._packer = WeightPacker()
+        self._packer: WeightPacker | None = None  # set by cpu_inference_form
         # rows: routed since the last pop, dropped since the last pop, routed in total
         self._counts = torch.zeros(3, num_experts, dtype=torch.long)
 
@@ -147,7 +155,7 @@ class MoEFeedForward(FeedForward):
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Args: x (B, T, D). Returns (B, T, D)."""
-        if self.training:
+        if self.training and self._packer is not None:
             self._packer.release()
         flat = x.reshape(-1, x.size(-1))  # (N, D)
         num_frames = flat.size(0)
@@ -189,14 +197,39 @@ class MoEFeedForward(FeedForward):
             self._counts[1] += counts - kept
         return order[rank < capacity], kept
 
-    def expert(self, x: Tensor, e: int) -> Tensor:
-        """Expert ``e`` on its rows, exactly core's dense FFN: (n, D) -> (n, D)."""
-        packed = self._packer.pack(x, (self.w_1, self.w_gate, self.w_2), x.size(0))
-        w_1, w_gate, w_2 = (self.w_1, self.w_gate, self.w_2) if packed is None else packed
-        h = linear(x, w_1[e], None if self.b_1 is None else self.b_1[e], self.activation)  # (n, H)
+    def cpu_inference_form(self) -> MoEFeedForward:
+        """This layer with packed oneDNN expert kernels for CPU inference (called by
+        :func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference`, which
+        works on a copy of the model); a subclass, which may compute its weights otherwise,
+        stays as it is."""
+        if type(self) is MoEFeedForward:
+            self._packer = WeightPacker()
+        return self
+
+    def expert(self, x: Tensor, e: int, weights: ExpertWeights | None = None) -> Tensor:
+        """Expert ``e`` on its rows, exactly core's dense FFN: (n, D) -> (n, D).
+
+        Args: x (n, D); e: the expert; weights: the stacked (w_1, b_1, w_gate, b_gate, w_2,
+            b_2) that this forward read (:meth:`expert_weights`), or None to read them.
+        """
+        w_1, b_1, w_gate, b_gate, w_2, b_2 = self.expert_weights() if weights is None else weights
+        if self._packer is None:
+            h = self.activation(F.linear(x, w_1[e], _row(b_1, e)))  # (n, H)
+            if w_gate is not None:
+                h = h * F.linear(x, w_gate[e], _row(b_gate, e))
+            return F.linear(self.dropout(h), w_2[e], _row(b_2, e))
+        packed = self._packer.pack(x, (w_1, w_gate, w_2), x.size(0))
+        if packed is not None:
+            w_1, w_gate, w_2 = packed
+        h = linear(x, w_1[e], _row(b_1, e), self.activation)  # (n, H)
         if w_gate is not None:
-            h = h * linear(x, w_gate[e], None if self.b_gate is None else self.b_gate[e])
-        return linear(self.dropout(h), w_2[e], None if self.b_2 is None else self.b_2[e])
+            h = h * linear(x, w_gate[e], _row(b_gate, e))
+        return linear(self.dropout(h), w_2[e], _row(b_2, e))
+
+    def expert_weights(self) -> ExpertWeights:
+        """The stacked expert weights and biases, each read once (a parametrized one is
+        computed once per forward, not once per expert)."""
+        return self.w_1, self.b_1, self.w_gate, self.b_gate, self.w_2, self.b_2
 
     def _run_grouped(self, expert_in: Tensor, sizes: list[int]) -> Tensor:
         """One GEMM pair per expert on its contiguous rows.
@@ -204,7 +237,8 @@ class MoEFeedForward(FeedForward):
         Args: expert_in (M, D) rows sorted by expert; sizes: rows per expert.
         Returns: (M, D) (bf16 under autocast).
         """
-        parts = [self.expert(rows, e) for e, rows in enumerate(expert_in.split(sizes)) if rows.size(0)]
+        weights = self.expert_weights()
+        parts = [self.expert(rows, e, weights) for e, rows in enumerate(expert_in.split(sizes)) if rows.size(0)]
         if len(parts) > 1:
             return torch.cat(parts)
         return parts[0] if parts else expert_in
@@ -221,10 +255,11 @@ class MoEFeedForward(FeedForward):
         slots = expert_of * largest + torch.arange(rows, device=counts.device) - starts[expert_of]  # (M,)
         padded = expert_in.new_zeros(self.num_experts * largest, expert_in.size(1))
         padded = padded.index_copy(0, slots, expert_in).view(self.num_experts, largest, -1)  # (E, C, D)
-        h = self.activation(_batched_linear(padded, self.w_1, self.b_1))  # (E, C, H)
-        if self.w_gate is not None:
-            h = h * _batched_linear(padded, self.w_gate, self.b_gate)
-        out = _batched_linear(self.dropout(h), self.w_2, self.b_2)  # (E, C, D)
+        w_1, b_1, w_gate, b_gate, w_2, b_2 = self.expert_weights()
+        h = self.activation(_batched_linear(padded, w_1, b_1))  # (E, C, H)
+        if w_gate is not None:
+            h = h * _batched_linear(padded, w_gate, b_gate)
+        out = _batched_linear(self.dropout(h), w_2, b_2)  # (E, C, D)
         return out.view(self.num_experts * largest, -1).index_select(0, slots)
 
     def _combine(self, expert_out: Tensor, order: Tensor, top_logits: Tensor, num_frames: int) -> Tensor:
@@ -306,6 +341,10 @@ class MoEFeedForward(FeedForward):
         """ST-MoE router z-loss of the latest forward: mean squared logsumexp of the logits."""
         logits = self._state().logits.float()
         return torch.logsumexp(logits, dim=-1).square().mean()
+
+
+def _row(bias: Tensor | None, e: int) -> Tensor | None:
+    return None if bias is None else bias[e]
 
 
 def _batched_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

@@ -40,7 +40,7 @@ def test_sdpa_equals_reference_outputs_and_gradients(mask_name, relative):
         xi = x.clone().requires_grad_(True)
         out, cache = module(xi, xi, xi, mask, pos_emb)
         out.square().sum().backward()
-        results.append((out, xi.grad, module.linear_q.weight.grad))
+        results.append((out, xi.grad, module.linear_qkv.weight.grad))
         assert cache is None
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

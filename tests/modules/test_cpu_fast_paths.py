@@ -108,14 +108,15 @@ def test_chunked_subsampling_equals_one_pass(factor, monkeypatch):
 
 def conv1d_reference(conv: ConformerConvolution, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
     """The module written with channels-first Conv1d layers, as ESPnet/WeNet do."""
-    h = F.glu(conv.pointwise_conv1(x.transpose(1, 2)), dim=1)  # (B, D, T)
+    pointwise1, depthwise, pointwise2 = conv.pointwise_conv1, conv.depthwise_conv, conv.pointwise_conv2
+    h = F.glu(F.conv1d(x.transpose(1, 2), pointwise1.weight.unsqueeze(-1), pointwise1.bias), dim=1)  # (B, D, T)
     if pad_mask is not None:
         h = h.masked_fill(~pad_mask, 0.0)
     if conv.causal:
         h = F.pad(h, (conv.left_context, 0))
-    h = conv.depthwise_conv(h)
+    h = F.conv1d(h, depthwise.weight.squeeze(2), depthwise.bias, padding=depthwise.padding[1], groups=depthwise.groups)
     h = conv.norm(h.transpose(1, 2)).transpose(1, 2) if isinstance(conv.norm, nn.LayerNorm) else conv.norm(h)
-    h = conv.pointwise_conv2(conv.activation(h))
+    h = F.conv1d(conv.activation(h), pointwise2.weight.unsqueeze(-1), pointwise2.bias)
     if pad_mask is not None:
         h = h.masked_fill(~pad_mask, 0.0)
     return h.transpose(1, 2)

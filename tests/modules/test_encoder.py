@@ -68,11 +68,9 @@ def test_conformer_block_state_dict_keys_are_pinned():
         "norm_final",
         "norm_mha",
         "self_attn",
-        "self_attn.linear_k",
         "self_attn.linear_out",
         "self_attn.linear_pos",
-        "self_attn.linear_q",
-        "self_attn.linear_v",
+        "self_attn.linear_qkv",
     ]
 
 

@@ -121,8 +121,7 @@ def test_rows_without_keys_are_zero_never_nan(kind: str) -> None:
 def test_state_dict_keys_match_mha_both_ways() -> None:
     reference, flash = make_pair()
     assert list(flash.state_dict()) == [
-        "linear_q.weight", "linear_q.bias", "linear_k.weight", "linear_k.bias",
-        "linear_v.weight", "linear_v.bias", "linear_out.weight", "linear_out.bias",
+        "linear_qkv.weight", "linear_qkv.bias", "linear_out.weight", "linear_out.bias",
     ]
     reference.load_state_dict(flash.state_dict())  # strict: same keys, same shapes
 

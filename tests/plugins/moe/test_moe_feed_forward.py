@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from speechforge.errors import ConfigError
 from speechforge.modules.feed_forward import PositionwiseFeedForward
 from speechforge.modules.fused_linear import plain_kernels
+from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge.registry import build_component
 from speechforge_plugins.moe.moe_feed_forward import MoEFeedForward
 
@@ -260,7 +261,7 @@ def test_runs_under_bf16_autocast(dispatch, top_k):
 
 @pytest.mark.parametrize("top_k", [1, 2])
 def test_inference_with_packed_expert_weights_equals_the_plain_kernels(top_k):
-    layer = MoEFeedForward(d_model=D, num_experts=4, top_k=top_k, hidden=H, dispatch="grouped").eval()
+    layer = optimize_for_cpu_inference(MoEFeedForward(d_model=D, num_experts=4, top_k=top_k, hidden=H, dispatch="grouped"))
     x = torch.randn(2, 9, D)
     with torch.no_grad():
         with plain_kernels():
@@ -273,7 +274,7 @@ def test_inference_with_packed_expert_weights_equals_the_plain_kernels(top_k):
 
 
 def test_training_drops_the_packed_expert_weights():
-    layer = MoEFeedForward(d_model=D, num_experts=4, top_k=1, hidden=H, dispatch="grouped").eval()
+    layer = optimize_for_cpu_inference(MoEFeedForward(d_model=D, num_experts=4, top_k=1, hidden=H, dispatch="grouped"))
     x = torch.randn(1, 9, D)
     with torch.no_grad():
         layer(x)

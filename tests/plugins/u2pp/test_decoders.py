@@ -52,8 +52,7 @@ def test_state_dict_keys_are_pinned():
     names = sorted({k.rsplit(".", 1)[0] for k in decoder("bitransformer").state_dict()})
     block = [
         "feed_forward.w_1", "feed_forward.w_2", "norm1", "norm2", "norm3",
-        "self_attn.linear_k", "self_attn.linear_out", "self_attn.linear_q", "self_attn.linear_v",
-        "src_attn.linear_k", "src_attn.linear_out", "src_attn.linear_q", "src_attn.linear_v",
+        "self_attn.linear_out", "self_attn.linear_qkv", "src_attn.linear_out", "src_attn.linear_qkv",
     ]  # fmt: skip
     expected = []
     for side, blocks in (("left_decoder", 2), ("right_decoder", 1)):
