@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from speechforge.errors import ConfigError
-from speechforge.interfaces import Decoder, Encoder, Frontend, LossInputs, Task
+from speechforge.interfaces import Decoder, Encoder, Frontend, LossInputs, Progress, Task
 from speechforge.modules.ctc_head import CTCHead
 from speechforge.registry import build_component
 
@@ -71,11 +71,12 @@ class ASRModel(Task):
         feats, feat_lens = self.frontend(speech, speech_lens)
         return self.encoder(feats, feat_lens, chunk_size, num_left_chunks)
 
-    def forward(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, batch: Mapping[str, Tensor], progress: Progress | None = None) -> dict[str, Tensor]:
         """Args: batch with ``speech`` (B, S), ``speech_lens`` (B,), ``targets`` (B, U)
-        padded with -1, ``target_lens`` (B,). Returns ``loss`` and each weighted part."""
+        padded with -1, ``target_lens`` (B,); ``progress`` reaches the losses. Returns
+        ``loss`` and each weighted part."""
         encoder_out, encoder_lens = self.encode(batch["speech"], batch["speech_lens"])
-        inputs = LossInputs(self, encoder_out, encoder_lens, batch["targets"], batch["target_lens"])
+        inputs = LossInputs(self, encoder_out, encoder_lens, batch["targets"], batch["target_lens"], progress)
         parts = {name: loss(inputs) for name, loss in self.losses.items()}
         total = torch.stack([self.loss_weights[n] * v for n, v in parts.items()]).sum()
         return {"loss": total, **parts}

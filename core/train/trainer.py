@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+from functools import partial
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,17 +21,20 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from speechforge.builder import build_model
+from speechforge.builder import build_model, task_needs_transcripts
 from speechforge.config import parse_section, save_config
 from speechforge.data.data_dir import read_data_dir
 from speechforge.data.duration_batch_sampler import DurationBatchSampler
 from speechforge.data.speech_dataset import Batch, SkipCounter, SpeechDataset, collate, filter_utterances
+from speechforge.data.subset import check_subset, take_subset
 from speechforge.errors import ConfigError, SpeechforgeError
+from speechforge.interfaces import Progress
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import Tokenizer, load_tokenizer
 from speechforge.train.checkpointer import Checkpointer, TrainingState
 from speechforge.train.distributed import DistributedContext, all_reduce_flag, all_reduce_sum, init_distributed
-from speechforge.train.options import DataOptions, OptimOptions, SchedulerOptions, TrainOptions
+from speechforge.train.init_from import init_from
+from speechforge.train.options import DataOptions, InitFromOptions, OptimOptions, SchedulerOptions, SubsetOptions, TrainOptions
 from speechforge.train.parallel_strategy import make_strategy
 from speechforge.train.run_log import RunLog
 from speechforge.train.scheduler import Schedule, make_scheduler
@@ -43,10 +47,12 @@ class TrainingAborted(SpeechforgeError):
     """Too many non-finite losses in a row."""
 
 
-def experiment_config(config: Mapping[str, Any], exp_dir: Path, tokenizer: Tokenizer) -> dict[str, Any]:
-    """The config as it runs: vocab size from the tokenizer, CMVN stats from the exp dir."""
+def experiment_config(config: Mapping[str, Any], exp_dir: Path, tokenizer: Tokenizer | None) -> dict[str, Any]:
+    """The config as it runs: vocab size from the tokenizer (when the task uses one), CMVN
+    stats from the exp dir."""
     config = dict(config)
-    config["vocab_size"] = tokenizer.vocab_size
+    if tokenizer is not None:
+        config["vocab_size"] = tokenizer.vocab_size
     cmvn = exp_dir / "cmvn.json"
     frontend = dict(config.get("frontend") or {"type": "fbank"})
     if cmvn.is_file() and "cmvn_stats" not in frontend:
@@ -56,15 +62,24 @@ def experiment_config(config: Mapping[str, Any], exp_dir: Path, tokenizer: Token
 
 
 class Trainer:
-    """Trains the model an experiment config describes, in ``exp_dir``."""
+    """Trains the model an experiment config describes, in ``exp_dir``.
 
-    def __init__(self, config: Mapping[str, Any], exp_dir: Path, host: PluginHost | None = None) -> None:
+    With ``resume`` it continues from ``checkpoints/latest`` when there is one; a run that
+    starts at step 0 instead loads ``train.init_from`` (when set) before the ``model_built``
+    hooks run.
+    """
+
+    def __init__(self, config: Mapping[str, Any], exp_dir: Path, host: PluginHost | None = None, resume: bool = False) -> None:
         self.exp_dir = Path(exp_dir)
         self.host = host or default_host()
         self.data_opts = parse_section(DataOptions, config, "data")
         self.optim_opts = parse_section(OptimOptions, config, "optim")
         self.sched_opts = parse_section(SchedulerOptions, config, "scheduler")
         self.opts = parse_section(TrainOptions, config, "train")
+        self.init_opts = parse_section(InitFromOptions, {"train.init_from": self.opts.init_from}, "train.init_from")
+        self.subset_opts = parse_section(SubsetOptions, {"data.subset": self.data_opts.subset}, "data.subset") if self.data_opts.subset else None
+        if self.subset_opts is not None:
+            check_subset(self.subset_opts)
         if self.opts.precision not in PRECISIONS:
             raise ConfigError(f"train.precision: one of {', '.join(PRECISIONS)}, got {self.opts.precision!r}")
         if not self.data_opts.train:
@@ -73,9 +88,12 @@ class Trainer:
         torch.set_num_threads(self.opts.num_threads or max(1, (torch.get_num_threads() or 1) // self.ctx.world_size))
         torch.manual_seed(self.opts.seed)
         random.seed(self.opts.seed)
-        self.tokenizer = load_tokenizer(self.exp_dir / "tokenizer")
+        self.transcripts = task_needs_transcripts(config, self.host)
+        self.tokenizer = load_tokenizer(self.exp_dir / "tokenizer") if self.transcripts else None
         self.config = experiment_config(config, self.exp_dir, self.tokenizer)
-        self.model = build_model(self.config, self.host).to(self.ctx.device)
+        resuming = resume and (self.exp_dir / "checkpoints" / "latest").is_file()
+        initialize = partial(init_from, options=self.init_opts) if self.opts.init_from and not resuming else None
+        self.model = build_model(self.config, self.host, initialize).to(self.ctx.device)
         if self.ctx.is_main:
             save_config(self.config, self.exp_dir / "config.yaml")
         self.sample_rate = int(getattr(self.model, "frontend").sample_rate)
@@ -103,13 +121,17 @@ class Trainer:
             self.opts.keep_checkpoints,
             self.ctx.is_main,
         )
+        if resuming:
+            self.resume()
 
     # -- set-up ---------------------------------------------------------------------------------
     def _loader(self, data_dir: str, training: bool) -> tuple[DataLoader, DurationBatchSampler]:
-        utterances = read_data_dir(Path(data_dir))
-        kept = filter_utterances(utterances, self.data_opts.max_duration, self.data_opts.min_duration, self.skips)
+        utterances = read_data_dir(Path(data_dir), self.transcripts)
+        kept = filter_utterances(utterances, self.data_opts.max_duration, self.data_opts.min_duration, self.skips, self.transcripts)
         if not kept:
             raise ConfigError(f"data.{'train' if training else 'valid'}: no usable utterances in {data_dir}")
+        if training and self.subset_opts is not None:
+            kept = take_subset(kept, self.subset_opts)
         dataset = SpeechDataset(
             kept,
             self.tokenizer,
@@ -165,6 +187,12 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.ctx.device.type, dtype=self.autocast_dtype)
 
+    def progress(self) -> Progress:
+        """The run's position now, as hooks and losses see it."""
+        if self.opts.max_minutes:
+            self.schedule.time_fraction = self.state.elapsed / (60 * self.opts.max_minutes)
+        return Progress(self.state.step, self.state.epoch, self.schedule.total_steps, self.schedule.fraction(self.state.step))
+
     def _out_of_budget(self) -> bool:
         done = (self.opts.max_steps and self.state.step >= self.opts.max_steps) or (
             self.opts.max_minutes and self.state.elapsed >= 60 * self.opts.max_minutes
@@ -204,7 +232,7 @@ class Trainer:
                     continue
                 bad_in_a_row = 0
                 state.step += 1
-                extra = self.host.hook.after_train_step(model=self.model, step=state.step, losses=losses)
+                extra = self.host.hook.after_train_step(model=self.model, step=state.step, losses=losses, progress=self.progress())
                 speed = seconds / max(1e-9, time.perf_counter() - started)
                 run_log.step(state.epoch, state.step, state.elapsed, self.scheduler.get_last_lr()[0], speed, losses, extra)
                 if self.opts.save_interval_steps and state.step % self.opts.save_interval_steps == 0:
@@ -245,14 +273,15 @@ class Trainer:
         Returns the loss parts averaged over the window, and whether every rank saw finite
         losses (otherwise nothing is updated on any rank).
         """
-        self.host.hook.before_train_step(model=self.model, step=self.state.step)
+        progress = self.progress()
+        self.host.hook.before_train_step(model=self.model, step=self.state.step, progress=progress)
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         finite = True
         for i, batch in enumerate(window):
             context = self.strategy.sync_context(self.wrapped, sync=i == len(window) - 1)
             with context, self._autocast():
-                out = self.wrapped(batch.model_inputs(self.ctx.device))
+                out = self.wrapped(batch.model_inputs(self.ctx.device), progress=progress)
             loss = out["loss"]
             if not torch.isfinite(loss):
                 finite = False
@@ -271,29 +300,32 @@ class Trainer:
             totals["grad_norm"] = float(norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.opts.max_minutes:
-            self.schedule.time_fraction = self.state.elapsed / (60 * self.opts.max_minutes)
+        self.progress()  # the schedule's time fraction, from the elapsed time
         self.scheduler.step()
         return totals, True
 
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
-        """Mean loss per utterance over the validation set (all ranks) as ``{"loss": value}``,
-        or None without a validation set."""
+        """Every key of the forward output averaged per utterance over the validation set (all
+        ranks), or None without a validation set. Batches with a non-finite loss are left out."""
         if self.valid_loader is None:
             return None
         self.wrapped.eval()
-        total, count = 0.0, 0.0
+        progress = self.progress()
+        totals: dict[str, float] = {"loss": 0.0}
+        count = 0
         for batch in self.valid_loader:
             if not batch.utt_ids:
                 continue
             with self._autocast():
-                out = self.model(batch.model_inputs(self.ctx.device))
+                out = self.model(batch.model_inputs(self.ctx.device), progress=progress)
             if torch.isfinite(out["loss"]):
-                total += float(out["loss"]) * len(batch.utt_ids)
+                for name, value in out.items():
+                    totals[name] = totals.get(name, 0.0) + float(value) * len(batch.utt_ids)
                 count += len(batch.utt_ids)
-        total, count = all_reduce_sum([total, count], self.ctx)
+        names = sorted(totals)
+        *sums, count = all_reduce_sum([totals[n] for n in names] + [float(count)], self.ctx)
         self.wrapped.train()
-        value = total / count if count else math.nan
-        log.info("epoch %d: validation loss %.4f", self.state.epoch + 1, value)
-        return {"loss": value}
+        values = {name: total / count if count else math.nan for name, total in zip(names, sums)}
+        log.info("epoch %d: validation loss %.4f", self.state.epoch + 1, values["loss"])
+        return values
