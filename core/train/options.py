@@ -75,10 +75,12 @@ class InitFromOptions:
 
     ``include``/``exclude`` are globs over the checkpoint's tensor names (``encoder.*``);
     ``rename`` then maps name prefixes of the checkpoint to those of the model
-    (``{encoder.: encoder.}``, ``{student.encoder.: encoder.}``). Tensors that match nothing in
-    the model are skipped; model tensors nothing loads keep their fresh initialization."""
+    (``{backbone.: encoder.}``). Tensors that match nothing in the model are skipped; model
+    tensors nothing loads keep their fresh initialization. Without ``checkpoint`` nothing is
+    loaded, so a config may hold ``include``/``rename`` for a pretrained model that a recipe
+    passes only when it exists (``run.sh`` stage 5)."""
 
-    checkpoint: str = ""  # an experiment dir (its model_avg.pt, else checkpoints/latest) or a .pt file
+    checkpoint: str = ""  # an experiment dir (its model_avg.pt, else checkpoints/latest) or a .pt file; "": start fresh
     include: list[str] = field(default_factory=lambda: ["*"])
     exclude: list[str] = field(default_factory=list)
     rename: dict[str, str] = field(default_factory=dict)

@@ -65,8 +65,8 @@ class Trainer:
     """Trains the model an experiment config describes, in ``exp_dir``.
 
     With ``resume`` it continues from ``checkpoints/latest`` when there is one; a run that
-    starts at step 0 instead loads ``train.init_from`` (when set) before the ``model_built``
-    hooks run.
+    starts at step 0 instead loads ``train.init_from`` (when it names a checkpoint) before the
+    ``model_built`` hooks run.
     """
 
     def __init__(self, config: Mapping[str, Any], exp_dir: Path, host: PluginHost | None = None, resume: bool = False) -> None:
@@ -92,7 +92,7 @@ class Trainer:
         self.tokenizer = load_tokenizer(self.exp_dir / "tokenizer") if self.transcripts else None
         self.config = experiment_config(config, self.exp_dir, self.tokenizer)
         resuming = resume and (self.exp_dir / "checkpoints" / "latest").is_file()
-        initialize = partial(init_from, options=self.init_opts) if self.opts.init_from and not resuming else None
+        initialize = partial(init_from, options=self.init_opts) if self.init_opts.checkpoint and not resuming else None
         self.model = build_model(self.config, self.host, initialize).to(self.ctx.device)
         if self.ctx.is_main:
             save_config(self.config, self.exp_dir / "config.yaml")

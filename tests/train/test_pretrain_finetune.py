@@ -162,6 +162,8 @@ def test_a_resumed_run_never_reloads_init_from(tmp_path, tiny_data_dir, recorder
     assert resumed.state.step == 1
     with pytest.raises(CheckpointError, match="init_from.checkpoint: .*ssl: no such file or experiment dir"):
         Trainer(config, exp, host)  # a fresh start (no --resume) does load it
+    config["train"]["init_from"] = {k: v for k, v in config["train"]["init_from"].items() if k != "checkpoint"}
+    assert Trainer(config, exp, host).state.step == 0  # include/rename without a checkpoint: a fresh start
 
 
 def test_losses_get_the_progress_through_loss_inputs(tiny_config, monkeypatch):
