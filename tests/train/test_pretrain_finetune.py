@@ -12,13 +12,13 @@ from torch import nn
 
 import speechforge
 from speechforge.builder import build_model
+from speechforge.data.data_dir import read_data_dir
 from speechforge.errors import CheckpointError, ConfigError
 from speechforge.interfaces import Progress, Task
 from speechforge.plugins import create_host
 from speechforge.registry import build_component
 from speechforge.text.char_tokenizer import CharTokenizer
-from speechforge.data.data_dir import read_data_dir
-from speechforge.train.checkpoint import load_checkpoint
+from speechforge.train.checkpoint import load_checkpoint, save_checkpoint
 from speechforge.train.trainer import Trainer
 
 ENCODER = {
@@ -149,18 +149,19 @@ def test_pretrain_without_transcripts_then_finetune_a_half_subset_and_decode(tmp
 
 
 def test_a_resumed_run_never_reloads_init_from(tmp_path, tiny_data_dir, recorder):
-    plugin, host = recorder
-    pretrain(tmp_path, tiny_data_dir, host)
+    _, host = recorder
+    source = tmp_path / "ssl" / "pretrained.pt"
+    save_checkpoint({"model": build_model({"task": "frame_regression", "encoder": ENCODER}, host).state_dict()}, source)
     exp = tmp_path / "asr"
     CharTokenizer.train([u.text for u in read_data_dir(tiny_data_dir)]).save(exp / "tokenizer")
-    config = finetune_config(tiny_data_dir, tmp_path / "ssl")
+    config = finetune_config(tiny_data_dir, source)
     config["train"] = {**config["train"], "max_steps": 1}
     Trainer(config, exp, host).train()
     shutil.rmtree(tmp_path / "ssl")
     config["train"]["max_steps"] = 2
     resumed = Trainer(config, exp, host, resume=True)  # would fail if it loaded the gone checkpoint
     assert resumed.state.step == 1
-    with pytest.raises(CheckpointError, match="init_from.checkpoint: .*ssl: no such file or experiment dir"):
+    with pytest.raises(CheckpointError, match="init_from.checkpoint: .*pretrained.pt: no such file or experiment dir"):
         Trainer(config, exp, host)  # a fresh start (no --resume) does load it
     config["train"]["init_from"] = {k: v for k, v in config["train"]["init_from"].items() if k != "checkpoint"}
     assert Trainer(config, exp, host).state.step == 0  # include/rename without a checkpoint: a fresh start
