@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +20,9 @@ from speechforge.config import atomic_write_text
 from speechforge.plugins import PluginHost
 from speechforge.train.checkpoint import load_checkpoint, save_checkpoint
 from speechforge.train.parallel_strategy import ParallelStrategy
+from speechforge.train.training_state import TrainingState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingState:
-    """What a run needs besides the checkpointed objects to carry on exactly."""
-
-    step: int = 0  # optimizer steps done
-    epoch: int = 0  # epochs finished
-    batch_in_epoch: int = 0  # batches of the current epoch consumed
-    elapsed: float = 0.0  # seconds of training so far, over all resumes
 
 
 class Checkpointer:
@@ -72,12 +63,7 @@ class Checkpointer:
             "optimizer": self.strategy.optimizer_state_dict(self.model, self.optimizer),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "progress": {
-                "step": training.step,
-                "epoch": training.epoch,
-                "batch_in_epoch": training.batch_in_epoch,
-                "elapsed": training.elapsed,
-            },
+            "progress": asdict(training),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         }
         path = self.directory / f"{name}.pt"

@@ -31,13 +31,14 @@ from speechforge.errors import ConfigError, SpeechforgeError
 from speechforge.interfaces import Progress
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import Tokenizer, load_tokenizer
-from speechforge.train.checkpointer import Checkpointer, TrainingState
+from speechforge.train.checkpointer import Checkpointer
 from speechforge.train.distributed import DistributedContext, all_reduce_flag, all_reduce_sum, init_distributed
 from speechforge.train.init_from import init_from
 from speechforge.train.options import DataOptions, InitFromOptions, OptimOptions, SchedulerOptions, SubsetOptions, TrainOptions
 from speechforge.train.parallel_strategy import make_strategy
 from speechforge.train.run_log import RunLog
 from speechforge.train.scheduler import Schedule, make_scheduler
+from speechforge.train.training_state import TrainingState
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
