@@ -51,6 +51,17 @@ def test_untranscribed_audio_needs_only_wav_scp_and_utt2dur(tiny_data_dir):
         read_data_dir(tiny_data_dir, transcripts=False)
 
 
+def test_cmvn_needs_only_the_audio(tiny_data_dir):
+    from speechforge.data.cmvn import compute_cmvn
+    from speechforge.registry import build_component
+
+    frontend = build_component("frontend", {"type": "fbank", "num_mel_bins": 40}, "frontend")
+    full = compute_cmvn(tiny_data_dir, frontend, max_utterances=2)
+    (tiny_data_dir / "text").unlink()
+    (tiny_data_dir / "utt2spk").unlink()
+    assert compute_cmvn(tiny_data_dir, frontend, max_utterances=2) == full
+
+
 def make_librispeech(root, split="dev-clean"):
     chapter = root / "LibriSpeech" / split / "84" / "121123"
     chapter.mkdir(parents=True)

@@ -23,6 +23,12 @@ def test_the_same_seed_keeps_the_same_utterances_whatever_their_order():
     assert {u.utt_id for u in take_subset(UTTS, SubsetOptions(fraction=0.5, seed=2))} != {u.utt_id for u in a}
 
 
+def test_the_log_says_what_was_kept(caplog):
+    caplog.set_level("INFO", logger="speechforge.data.subset")
+    take_subset(UTTS, SubsetOptions(utterances=3, seed=4))
+    assert "data.subset: kept 3 of 20 utterances (" in caplog.text and " of 0.011 h)" in caplog.text
+
+
 def test_utterances_and_hours_budgets():
     assert len(take_subset(UTTS, SubsetOptions(utterances=7))) == 7
     kept = take_subset(UTTS, SubsetOptions(hours=10 / 3600))
