@@ -189,7 +189,8 @@ class Trainer:
         return torch.autocast(self.ctx.device.type, dtype=self.autocast_dtype)
 
     def progress(self) -> Progress:
-        """The run's position now, as hooks and losses see it."""
+        """The run's position now, as hooks and losses see it; brings the schedule's share of
+        the wall-clock budget up to date on the way, so both follow the same fraction."""
         if self.opts.max_minutes:
             self.schedule.time_fraction = self.state.elapsed / (60 * self.opts.max_minutes)
         return Progress(self.state.step, self.state.epoch, self.schedule.total_steps, self.schedule.fraction(self.state.step))
