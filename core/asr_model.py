@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from speechforge.errors import ConfigError
-from speechforge.interfaces import Decoder, Encoder, Frontend, LossInputs, LossOutput, Task
+from speechforge.interfaces import Decoder, Encoder, Frontend, LossInputs, LossOutput, Progress, Task
 from speechforge.modules.ctc_head import CTCHead
 from speechforge.registry import build_component
 
@@ -125,12 +125,13 @@ class ASRModel(Task):
         feats, feat_lens = self.frontend(speech, speech_lens)
         return self.encoder(feats, feat_lens, chunk_size, num_left_chunks)
 
-    def forward(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, batch: Mapping[str, Tensor], progress: Progress | None = None) -> dict[str, Tensor]:
         """Args: batch with ``speech`` (B, S), ``speech_lens`` (B,), ``targets`` (B, U)
-        padded with -1, ``target_lens`` (B,). Returns ``loss``, each loss by name and each
-        loss's extra scalars as ``<loss name>_<scalar>`` (detached, not in ``loss``)."""
+        padded with -1, ``target_lens`` (B,); ``progress`` reaches the losses. Returns ``loss``,
+        each loss by name and each loss's extra scalars as ``<loss name>_<scalar>`` (detached,
+        not in ``loss``)."""
         encoder_out, encoder_lens = self.encode(batch["speech"], batch["speech_lens"])
-        inputs = LossInputs(self, encoder_out, encoder_lens, batch["targets"], batch["target_lens"])
+        inputs = LossInputs(self, encoder_out, encoder_lens, batch["targets"], batch["target_lens"], progress)
         parts: dict[str, Tensor] = {}
         scalars: dict[str, Tensor] = {}
         for name, loss in self.losses.items():

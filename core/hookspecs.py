@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from torch import nn
 
+    from speechforge.interfaces import Progress
     from speechforge.plugin_commands import PluginCommands
     from speechforge.registry import ComponentRegistry
 
@@ -57,7 +58,8 @@ def model_built(model: nn.Module, config: Mapping[str, Any]) -> None:
     """Called after the builder has built a model from ``config``, before training or decoding.
 
     Plugins that must change the model as a whole act here (the quantizer plugin swaps target
-    layers for their quantization-aware versions). Change ``model`` in place.
+    layers for their quantization-aware versions). Change ``model`` in place. Weights from
+    ``train.init_from`` are loaded before this hook; a resumed run's checkpoint after it.
 
     :param model: the model just built.
     :param config: the full experiment config it was built from (read-only).
@@ -66,21 +68,25 @@ def model_built(model: nn.Module, config: Mapping[str, Any]) -> None:
 
 # -- training --------------------------------------------------------------------------------
 @hookspec
-def before_train_step(model: nn.Module, step: int) -> None:
+def before_train_step(model: nn.Module, step: int, progress: Progress) -> None:
     """Called before each optimizer step's forward passes (once per accumulated step).
 
     :param model: the model being trained (unwrapped from DDP).
     :param step: the number of optimizer steps done so far.
+    :param progress: the run's position before this step (``progress.step == step``).
     """
 
 
 @hookspec
-def after_train_step(model: nn.Module, step: int, losses: Mapping[str, float]) -> Mapping[str, float] | None:
+def after_train_step(
+    model: nn.Module, step: int, losses: Mapping[str, float], progress: Progress
+) -> Mapping[str, float] | None:
     """Called after each optimizer step.
 
     :param model: the model being trained (unwrapped from DDP).
     :param step: the number of optimizer steps done, this one included.
     :param losses: the step's loss parts, averaged over accumulated micro-batches.
+    :param progress: the run's position after this step (``progress.step == step``).
     :return: extra scalars to log under this name (for instance expert load), or None.
     """
 

@@ -315,15 +315,33 @@ class Decoder(nn.Module, ABC):
     """
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a training run has got, for hooks and losses whose behaviour follows the run
+    (a temperature annealed over training, a loss switched on after warm-up).
+
+    ``fraction`` is what the learning-rate schedules follow: optimizer steps over
+    ``total_steps`` or the share of the wall-clock budget (``train.max_minutes``) spent,
+    whichever is further, capped at 1.
+    """
+
+    step: int  # optimizer steps done
+    epoch: int  # epochs finished (the current epoch, 0-based)
+    total_steps: int  # expected optimizer steps of the run: train.max_steps, else epochs x steps per epoch
+    fraction: float  # of the run done, in [0, 1]
+
+
 @dataclass
 class LossInputs:
-    """What a loss sees of one batch. ``targets`` are padded with -1."""
+    """What a loss sees of one batch. ``targets`` are padded with -1. ``progress`` is the
+    run's position while training, None outside training (decoding, scoring)."""
 
     model: ASRModel
     encoder_out: Tensor  # (B, T, D)
     encoder_lens: Tensor  # (B,)
     targets: Tensor  # (B, U)
     target_lens: Tensor  # (B,)
+    progress: Progress | None = None
 
 
 @dataclass
@@ -423,15 +441,25 @@ class StreamingSearch(SearchMethod, Generic[SearchState]):
 
 
 class Task(nn.Module, ABC):
-    """What a model trains for (``asr``, ``ssl``). Kind ``task``; context: ``vocab_size``.
+    """What a model trains for (``asr``, ``ssl``). Kind ``task``; context: ``vocab_size``
+    (offered when the config has one; required when the task needs transcripts).
 
     A task factory takes the model sections of the config (``frontend``, ``encoder``, ...) as
     keyword arguments; the builder passes exactly the top-level keys it declares.
+
+    ``needs_transcripts`` (read from the registered class) says whether training needs a
+    tokenizer and a transcript per utterance. A task that does not (self-supervised
+    pretraining) trains on data dirs of ``wav.scp`` and ``utt2dur`` only, without
+    ``vocab_size``; its batches have no ``targets``/``target_lens``.
     """
 
+    needs_transcripts: ClassVar[bool] = True
+
     @abstractmethod
-    def forward(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Returns at least ``{"loss": scalar}`` plus named parts for logging."""
+    def forward(self, batch: Mapping[str, Tensor], progress: Progress | None = None) -> dict[str, Tensor]:
+        """Returns at least ``{"loss": scalar}`` plus named scalar parts; the trainer logs
+        every key (``train_<key>``, and averaged over the validation set as ``valid_<key>``).
+        ``progress`` is the run's position (None outside training)."""
 
 
 #: The kinds core declares, with their bases. Plugins may add more through ``add_kind``.

@@ -1,5 +1,6 @@
 """``speechforge average --exp-dir EXP --num N``: average the last N epoch checkpoints (or
-the N with the lowest validation loss) into ``EXP/model_avg.pt``."""
+the N with the lowest validation loss) into ``EXP/model_avg.pt``. Plugin entries of the
+checkpoint (``checkpoint_save``) are taken from the newest chosen one."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from speechforge.decode.recognizer import AVERAGED
 from speechforge.errors import CheckpointError
-from speechforge.train.checkpoint import average_checkpoints, save_checkpoint
+from speechforge.train.checkpoint import average_checkpoints, load_checkpoint, plugin_entries, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def select(exp_dir: Path, num: int, by: str) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     chosen = select(args.exp_dir, args.num, args.by)
-    save_checkpoint({"model": average_checkpoints(chosen), "averaged": [p.name for p in chosen]}, args.exp_dir / AVERAGED)
+    entries = plugin_entries(load_checkpoint(chosen[-1]))
+    save_checkpoint({**entries, "model": average_checkpoints(chosen), "averaged": [p.name for p in chosen]}, args.exp_dir / AVERAGED)
     log.info("averaged %s into %s", ", ".join(p.name for p in chosen), args.exp_dir / AVERAGED)
     return 0

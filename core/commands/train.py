@@ -8,7 +8,9 @@ Usage::
     torchrun --nproc_per_node 2 -m speechforge.cli train --config ... --exp-dir ...
 
 The tokenizer (``EXP/tokenizer``) and, when present, ``EXP/cmvn.json`` come from earlier
-stages. ``--resume`` continues from ``EXP/checkpoints/latest`` exactly where it stopped.
+stages. ``--resume`` continues from ``EXP/checkpoints/latest`` exactly where it stopped; a
+run that starts at step 0 loads ``train.init_from`` first, e.g.
+``train.init_from.checkpoint=exp/ssl 'train.init_from.include=[encoder.*]'``.
 """
 from __future__ import annotations
 
@@ -40,7 +42,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> None:
-    trainer = Trainer(load_config(args.config, args.overrides), args.exp_dir)
-    if args.resume:
-        trainer.resume()
-    trainer.train()
+    Trainer(load_config(args.config, args.overrides), args.exp_dir, resume=args.resume).train()

@@ -23,7 +23,7 @@ def compute_cmvn(data_dir: Path, frontend: torch.nn.Module, max_utterances: int 
         frontend: a frontend with ``log_mel(waveforms, lengths)`` (features before CMVN).
         max_utterances: use only the first N utterances (0: all).
     """
-    utterances = read_data_dir(data_dir)
+    utterances = read_data_dir(data_dir, transcripts=False)  # audio is all it needs
     if max_utterances:
         utterances = utterances[:max_utterances]
     total = squares = None

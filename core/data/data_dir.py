@@ -1,7 +1,8 @@
 """Kaldi/ESPnet-style data directories: ``wav.scp``, ``text``, ``utt2spk``, ``utt2dur``.
 
 Every file is ``<utt-id> <value>`` per line, sorted by utterance id. Reading checks that the
-files agree and names the file and line of any problem.
+files agree and names the file and line of any problem. Untranscribed audio (for tasks that
+need no transcripts, and for CMVN) is a data dir of ``wav.scp`` and ``utt2dur`` only.
 """
 from __future__ import annotations
 
@@ -54,22 +55,27 @@ def write_data_dir(directory: Path, utterances: Iterable[Utterance]) -> int:
     return len(utts)
 
 
-def read_data_dir(directory: Path) -> list[Utterance]:
+def read_data_dir(directory: Path, transcripts: bool = True) -> list[Utterance]:
     """All utterances of a data dir. Empty transcripts are kept (the dataset skips and counts
-    them); utterances missing from ``text`` or ``utt2dur`` are errors naming the file."""
+    them); utterances missing from ``text``, ``utt2spk`` or ``utt2dur`` are errors naming the
+    file. With ``transcripts=False`` only ``wav.scp`` and ``utt2dur`` are read; the
+    utterances then have empty ``text`` and ``speaker``."""
     directory = Path(directory)
     wavs = read_table(directory / "wav.scp")
-    texts = read_table(directory / "text", allow_empty_values=True)
-    speakers = read_table(directory / "utt2spk")
-    durations = read_table(directory / "utt2dur")
+    tables = {"utt2dur": read_table(directory / "utt2dur")}
+    if transcripts:
+        tables["text"] = read_table(directory / "text", allow_empty_values=True)
+        tables["utt2spk"] = read_table(directory / "utt2spk")
     utterances = []
     for utt_id, audio in wavs.items():
-        for name, table in (("text", texts), ("utt2spk", speakers), ("utt2dur", durations)):
+        for name, table in tables.items():
             if utt_id not in table:
                 raise DataError(f"{directory / name}: no entry for utterance {utt_id!r} of wav.scp")
+        durations = tables["utt2dur"]
         try:
             duration = float(durations[utt_id])
         except ValueError as error:
             raise DataError(f"{directory / 'utt2dur'}: {utt_id}: not a number: {durations[utt_id]!r}") from error
-        utterances.append(Utterance(utt_id, audio, texts[utt_id], speakers[utt_id], duration))
+        text, speaker = (tables["text"][utt_id], tables["utt2spk"][utt_id]) if transcripts else ("", "")
+        utterances.append(Utterance(utt_id, audio, text, speaker, duration))
     return utterances

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class Example:
     utt_id: str
     speech: torch.Tensor  # (S,)
-    tokens: list[int]
+    tokens: list[int] | None  # None without a tokenizer (a task that needs no transcripts)
 
 
 @dataclass
@@ -49,12 +49,13 @@ class SkipCounter:
 
 
 def filter_utterances(
-    utterances: Sequence[Utterance], max_duration: float, min_duration: float, counter: SkipCounter
+    utterances: Sequence[Utterance], max_duration: float, min_duration: float, counter: SkipCounter, transcripts: bool = True
 ) -> list[Utterance]:
-    """Drop what is known bad before reading audio: empty transcripts, too long or short."""
+    """Drop what is known bad before reading audio: empty transcripts (when ``transcripts``
+    are needed), too long or short."""
     kept = []
     for utt in utterances:
-        if not utt.text.strip():
+        if transcripts and not utt.text.strip():
             counter.add(Skipped(utt.utt_id, "empty transcript"))
         elif utt.duration > max_duration:
             counter.add(Skipped(utt.utt_id, f"longer than {max_duration} s"))
@@ -67,12 +68,13 @@ def filter_utterances(
 
 class SpeechDataset(Dataset):
     """Reads audio on demand. Speed perturbation, when enabled, draws its factor from a
-    generator seeded by (seed, epoch, index), so resumed runs see the same data."""
+    generator seeded by (seed, epoch, index), so resumed runs see the same data. Without a
+    ``tokenizer`` the examples carry audio only."""
 
     def __init__(
         self,
         utterances: Sequence[Utterance],
-        tokenizer: Tokenizer,
+        tokenizer: Tokenizer | None,
         sample_rate: int,
         speed_perturb: Sequence[float] = (),
         seed: int = 0,
@@ -93,8 +95,8 @@ class SpeechDataset(Dataset):
             speech = load_audio(utt.audio, self.sample_rate)
         except DataError as error:
             return Skipped(utt.utt_id, str(error))
-        tokens = self.tokenizer.encode(utt.text)
-        if not tokens:
+        tokens = self.tokenizer.encode(utt.text) if self.tokenizer is not None else None
+        if tokens is not None and not tokens:
             return Skipped(utt.utt_id, "transcript has no tokens")
         if self.speed_perturb:
             factor = random.Random(hash((self.seed, self.epoch, index))).choice(self.speed_perturb)
@@ -109,34 +111,32 @@ class Batch:
     utt_ids: list[str]
     speech: torch.Tensor  # (B, S)
     speech_lens: torch.Tensor  # (B,)
-    targets: torch.Tensor  # (B, U), padded with -1
-    target_lens: torch.Tensor  # (B,)
+    targets: torch.Tensor | None  # (B, U), padded with -1; None for untranscribed audio
+    target_lens: torch.Tensor | None  # (B,)
     skipped: list[Skipped]
 
     def model_inputs(self, device: torch.device) -> dict[str, torch.Tensor]:
-        return {
-            "speech": self.speech.to(device),
-            "speech_lens": self.speech_lens.to(device),
-            "targets": self.targets.to(device),
-            "target_lens": self.target_lens.to(device),
-        }
+        """The task's ``batch``: ``speech``, ``speech_lens`` and, when transcribed,
+        ``targets`` and ``target_lens``."""
+        inputs = {"speech": self.speech.to(device), "speech_lens": self.speech_lens.to(device)}
+        if self.targets is not None and self.target_lens is not None:
+            inputs.update(targets=self.targets.to(device), target_lens=self.target_lens.to(device))
+        return inputs
 
 
 def collate(items: Sequence[Example | Skipped]) -> Batch:
-    """Pad a list of examples; skipped items travel along to be counted."""
+    """Pad a list of examples; skipped items travel along to be counted. Examples without
+    tokens give a batch without targets."""
     examples = [i for i in items if isinstance(i, Example)]
     skipped = [i for i in items if isinstance(i, Skipped)]
     speech = torch.nn.utils.rnn.pad_sequence([e.speech for e in examples], batch_first=True) if examples else torch.zeros(0, 0)
+    speech_lens = torch.tensor([e.speech.numel() for e in examples], dtype=torch.long)
+    if any(e.tokens is None for e in examples):
+        return Batch([e.utt_id for e in examples], speech, speech_lens, None, None, skipped)
     targets = (
         torch.nn.utils.rnn.pad_sequence([torch.tensor(e.tokens) for e in examples], batch_first=True, padding_value=-1)
         if examples
         else torch.zeros(0, 0, dtype=torch.long)
     )
-    return Batch(
-        [e.utt_id for e in examples],
-        speech,
-        torch.tensor([e.speech.numel() for e in examples], dtype=torch.long),
-        targets,
-        torch.tensor([len(e.tokens) for e in examples], dtype=torch.long),
-        skipped,
-    )
+    target_lens = torch.tensor([len(e.tokens) for e in examples], dtype=torch.long)
+    return Batch([e.utt_id for e in examples], speech, speech_lens, targets, target_lens, skipped)

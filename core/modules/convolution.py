@@ -62,7 +62,7 @@ class ConformerConvolution(nn.Module):
         """
         if not self.causal:
             raise ValueError("a streaming cache needs a causal convolution (causal: true)")
-        return torch.zeros(batch_size, self.pointwise_conv2.out_channels, self.left_context, device=device, dtype=dtype)
+        return torch.zeros(batch_size, self.pointwise_conv2.out_features, self.left_context, device=device, dtype=dtype)
 
     def forward(
         self, x: Tensor, pad_mask: Tensor | None = None, cache: Tensor | None = None

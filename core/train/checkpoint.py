@@ -11,6 +11,10 @@ import torch
 
 from speechforge.errors import CheckpointError
 
+#: The entries speechforge itself writes; any other entry of a checkpoint is a plugin's
+#: (``checkpoint_save``) and is carried into averaged and exported models.
+CORE_ENTRIES = ("model", "optimizer", "scheduler", "scaler", "progress", "rng", "averaged")
+
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``:
@@ -39,6 +43,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a speechforge checkpoint (no 'model' entry)")
     return state
+
+
+def plugin_entries(state: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``state`` that ``checkpoint_save`` hooks added."""
+    return {k: v for k, v in state.items() if k not in CORE_ENTRIES}
 
 
 def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path) -> None:

@@ -17,6 +17,20 @@ class DataOptions:
     num_buckets: int = 10
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     num_workers: int = 1
+    subset: dict[str, Any] = field(default_factory=dict)  # train on part of data.train: SubsetOptions
+
+
+@dataclass
+class SubsetOptions:
+    """``data.subset``: a reproducible random subset of the training set (low-resource
+    fine-tuning). Give exactly one of ``fraction``, ``utterances``, ``hours``; the same
+    ``seed`` picks the same utterances on every rank and on resume. Drawn from the usable
+    utterances (after the duration filters), before batching and sharding."""
+
+    fraction: float = 0.0  # of the utterances, in (0, 1]
+    utterances: int = 0  # how many utterances
+    hours: float = 0.0  # utterances are drawn until this much audio is kept
+    seed: int = 0
 
 
 @dataclass
@@ -51,6 +65,25 @@ class TrainOptions:
     max_bad_steps: int = 20  # abort after this many non-finite losses in a row
     num_threads: int = 0  # torch threads per process; 0: cores / processes
     progress_bar: bool = True
+    init_from: dict[str, Any] = field(default_factory=dict)  # start from other weights: InitFromOptions
+
+
+@dataclass
+class InitFromOptions:
+    """``train.init_from``: weights a run starts from instead of random ones, loaded when it
+    starts at step 0 (never when it resumes its own checkpoint), before ``model_built`` hooks.
+
+    ``include``/``exclude`` are globs over the checkpoint's tensor names (``encoder.*``);
+    ``rename`` then maps name prefixes of the checkpoint to those of the model
+    (``{backbone.: encoder.}``). Tensors that match nothing in the model are skipped; model
+    tensors nothing loads keep their fresh initialization. Without ``checkpoint`` nothing is
+    loaded, so a config may hold ``include``/``rename`` for a pretrained model that a recipe
+    passes only when it exists (``run.sh`` stage 5)."""
+
+    checkpoint: str = ""  # an experiment dir (its model_avg.pt, else checkpoints/latest) or a .pt file; "": start fresh
+    include: list[str] = field(default_factory=lambda: ["*"])
+    exclude: list[str] = field(default_factory=list)
+    rename: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -44,6 +44,11 @@ class Schedule:
         self.final_lr_ratio = final_lr_ratio
         self.time_fraction = 0.0
 
+    def fraction(self, step: int) -> float:
+        """Share of the run done after ``step`` optimizer steps: steps over ``total_steps`` or
+        the wall-clock budget spent, whichever is further, capped at 1."""
+        return min(1.0, max(step / max(1, self.total_steps), self.time_fraction))
+
     def __call__(self, step: int) -> float:
         return lr_factor(step, self.schedule, self.warmup_steps, self.total_steps, self.final_lr_ratio, self.time_fraction)
 

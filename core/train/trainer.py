@@ -9,32 +9,36 @@ with the same parameters as one that never stopped.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import random
 import time
+from functools import partial
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from speechforge.builder import build_model
-from speechforge.config import atomic_write_text, parse_section, save_config
+from speechforge.builder import build_model, task_needs_transcripts
+from speechforge.config import parse_section, save_config
 from speechforge.data.data_dir import read_data_dir
 from speechforge.data.duration_batch_sampler import DurationBatchSampler
 from speechforge.data.speech_dataset import Batch, SkipCounter, SpeechDataset, collate, filter_utterances
+from speechforge.data.subset import check_subset, take_subset
 from speechforge.errors import ConfigError, SpeechforgeError
+from speechforge.interfaces import Progress
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import Tokenizer, load_tokenizer
-from speechforge.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from speechforge.train.checkpointer import Checkpointer
 from speechforge.train.distributed import DistributedContext, all_reduce_flag, all_reduce_sum, init_distributed
-from speechforge.train.options import DataOptions, OptimOptions, SchedulerOptions, TrainOptions
+from speechforge.train.init_from import init_from
+from speechforge.train.options import DataOptions, InitFromOptions, OptimOptions, SchedulerOptions, SubsetOptions, TrainOptions
+from speechforge.train.parallel_strategy import make_strategy
+from speechforge.train.run_log import RunLog
 from speechforge.train.scheduler import Schedule, make_scheduler
+from speechforge.train.training_state import TrainingState
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -44,10 +48,12 @@ class TrainingAborted(SpeechforgeError):
     """Too many non-finite losses in a row."""
 
 
-def experiment_config(config: Mapping[str, Any], exp_dir: Path, tokenizer: Tokenizer) -> dict[str, Any]:
-    """The config as it runs: vocab size from the tokenizer, CMVN stats from the exp dir."""
+def experiment_config(config: Mapping[str, Any], exp_dir: Path, tokenizer: Tokenizer | None) -> dict[str, Any]:
+    """The config as it runs: vocab size from the tokenizer (when the task uses one), CMVN
+    stats from the exp dir."""
     config = dict(config)
-    config["vocab_size"] = tokenizer.vocab_size
+    if tokenizer is not None:
+        config["vocab_size"] = tokenizer.vocab_size
     cmvn = exp_dir / "cmvn.json"
     frontend = dict(config.get("frontend") or {"type": "fbank"})
     if cmvn.is_file() and "cmvn_stats" not in frontend:
@@ -57,15 +63,24 @@ def experiment_config(config: Mapping[str, Any], exp_dir: Path, tokenizer: Token
 
 
 class Trainer:
-    """Trains the model an experiment config describes, in ``exp_dir``."""
+    """Trains the model an experiment config describes, in ``exp_dir``.
 
-    def __init__(self, config: Mapping[str, Any], exp_dir: Path, host: PluginHost | None = None) -> None:
+    With ``resume`` it continues from ``checkpoints/latest`` when there is one; a run that
+    starts at step 0 instead loads ``train.init_from`` (when it names a checkpoint) before the
+    ``model_built`` hooks run.
+    """
+
+    def __init__(self, config: Mapping[str, Any], exp_dir: Path, host: PluginHost | None = None, resume: bool = False) -> None:
         self.exp_dir = Path(exp_dir)
         self.host = host or default_host()
         self.data_opts = parse_section(DataOptions, config, "data")
         self.optim_opts = parse_section(OptimOptions, config, "optim")
         self.sched_opts = parse_section(SchedulerOptions, config, "scheduler")
         self.opts = parse_section(TrainOptions, config, "train")
+        self.init_opts = parse_section(InitFromOptions, {"train.init_from": self.opts.init_from}, "train.init_from")
+        self.subset_opts = parse_section(SubsetOptions, {"data.subset": self.data_opts.subset}, "data.subset") if self.data_opts.subset else None
+        if self.subset_opts is not None:
+            check_subset(self.subset_opts)
         if self.opts.precision not in PRECISIONS:
             raise ConfigError(f"train.precision: one of {', '.join(PRECISIONS)}, got {self.opts.precision!r}")
         if not self.data_opts.train:
@@ -74,16 +89,20 @@ class Trainer:
         torch.set_num_threads(self.opts.num_threads or max(1, (torch.get_num_threads() or 1) // self.ctx.world_size))
         torch.manual_seed(self.opts.seed)
         random.seed(self.opts.seed)
-        self.tokenizer = load_tokenizer(self.exp_dir / "tokenizer")
+        self.transcripts = task_needs_transcripts(config, self.host)
+        self.tokenizer = load_tokenizer(self.exp_dir / "tokenizer") if self.transcripts else None
         self.config = experiment_config(config, self.exp_dir, self.tokenizer)
-        self.model = build_model(self.config, self.host).to(self.ctx.device)
+        resuming = resume and (self.exp_dir / "checkpoints" / "latest").is_file()
+        initialize = partial(init_from, options=self.init_opts) if self.init_opts.checkpoint and not resuming else None
+        self.model = build_model(self.config, self.host, initialize).to(self.ctx.device)
         if self.ctx.is_main:
             save_config(self.config, self.exp_dir / "config.yaml")
         self.sample_rate = int(getattr(self.model, "frontend").sample_rate)
         self.skips = SkipCounter()
         self.train_loader, self.sampler = self._loader(self.data_opts.train, training=True)
         self.valid_loader = self._loader(self.data_opts.valid, training=False)[0] if self.data_opts.valid else None
-        self.wrapped = self._wrap(self.model)  # before the optimizer: FSDP replaces parameters
+        self.strategy = make_strategy(self.opts.strategy, self.ctx)
+        self.wrapped = self.strategy.wrap(self.model)  # before the optimizer: FSDP replaces parameters
         self.optimizer = self._optimizer()
         self.steps_per_epoch = max(1, len(self.sampler) // self.opts.accum_grad)
         horizon = self.opts.max_steps or self.steps_per_epoch * self.opts.max_epochs
@@ -91,17 +110,29 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, self.schedule)
         self.autocast_dtype = PRECISIONS[self.opts.precision]
         self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=self.opts.precision == "fp16")
-        self.step = 0
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.elapsed = 0.0
+        self.state = TrainingState()
+        self.checkpointer = Checkpointer(
+            self.exp_dir / "checkpoints",
+            self.strategy,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.host,
+            self.opts.keep_checkpoints,
+            self.ctx.is_main,
+        )
+        if resuming:
+            self.resume()
 
     # -- set-up ---------------------------------------------------------------------------------
     def _loader(self, data_dir: str, training: bool) -> tuple[DataLoader, DurationBatchSampler]:
-        utterances = read_data_dir(Path(data_dir))
-        kept = filter_utterances(utterances, self.data_opts.max_duration, self.data_opts.min_duration, self.skips)
+        utterances = read_data_dir(Path(data_dir), self.transcripts)
+        kept = filter_utterances(utterances, self.data_opts.max_duration, self.data_opts.min_duration, self.skips, self.transcripts)
         if not kept:
             raise ConfigError(f"data.{'train' if training else 'valid'}: no usable utterances in {data_dir}")
+        if training and self.subset_opts is not None:
+            kept = take_subset(kept, self.subset_opts)
         dataset = SpeechDataset(
             kept,
             self.tokenizer,
@@ -138,94 +169,17 @@ class Trainer:
             self.model.parameters(), lr=opts.lr, betas=tuple(opts.betas), eps=opts.eps, weight_decay=opts.weight_decay
         )
 
-    def _wrap(self, model: nn.Module) -> nn.Module:
-        if not self.ctx.enabled:
-            return model
-        if self.opts.strategy == "fsdp":
-            from torch.distributed.fsdp import fully_shard
-
-            for module in model.modules():
-                if module is not model and type(module).__name__.endswith("Block"):
-                    fully_shard(module)
-            return fully_shard(model)
-        if self.opts.strategy != "ddp":
-            raise ConfigError(f"train.strategy: ddp or fsdp, got {self.opts.strategy!r}")
-        device_ids = [self.ctx.local_rank] if self.ctx.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
-
     # -- checkpoints ----------------------------------------------------------------------------
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.exp_dir / "checkpoints"
-
-    def _full_state_dict(self) -> dict[str, torch.Tensor]:
-        if self.ctx.enabled and self.opts.strategy == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-            return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-
-    def _optimizer_state(self) -> dict[str, Any]:
-        if self.ctx.enabled and self.opts.strategy == "fsdp":
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-            return get_optimizer_state_dict(
-                self.model, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
-            )
-        return self.optimizer.state_dict()
-
     def save(self, name: str) -> Path:
         """Write ``checkpoints/<name>.pt`` (rank 0) and point ``checkpoints/latest`` at it."""
-        state: dict[str, Any] = {
-            "model": self._full_state_dict(),
-            "optimizer": self._optimizer_state(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "progress": {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "elapsed": self.elapsed},
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-        }
-        path = self.checkpoint_dir / f"{name}.pt"
-        if self.ctx.is_main:
-            self.host.hook.checkpoint_save(state=state)
-            save_checkpoint(state, path)
-            atomic_write_text(self.checkpoint_dir / "latest", f"{path.name}\n")
-            self._prune_step_checkpoints()
-        return path
-
-    def _prune_step_checkpoints(self) -> None:
-        steps = sorted(self.checkpoint_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-        for old in steps[: max(0, len(steps) - self.opts.keep_checkpoints)]:
-            old.unlink(missing_ok=True)
+        return self.checkpointer.save(name, self.state)
 
     def resume(self) -> bool:
         """Continue from ``checkpoints/latest``; False when there is nothing to resume."""
-        pointer = self.checkpoint_dir / "latest"
-        if not pointer.is_file():
+        state = self.checkpointer.resume()
+        if state is None:
             return False
-        path = self.checkpoint_dir / pointer.read_text().strip()
-        state = load_checkpoint(path)
-        if self.ctx.enabled and self.opts.strategy == "fsdp":
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                set_model_state_dict,
-                set_optimizer_state_dict,
-            )
-
-            options = StateDictOptions(full_state_dict=True)
-            set_model_state_dict(self.model, state["model"], options=options)
-            set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"], options=options)
-        else:
-            load_model_weights(self.model, state["model"], path)
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        progress = state["progress"]
-        self.step, self.epoch = progress["step"], progress["epoch"]
-        self.batch_in_epoch, self.elapsed = progress["batch_in_epoch"], progress["elapsed"]
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-        self.host.hook.checkpoint_load(state=state, model=self.model)
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
+        self.state = state
         return True
 
     # -- loop -----------------------------------------------------------------------------------
@@ -234,26 +188,34 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.ctx.device.type, dtype=self.autocast_dtype)
 
+    def progress(self) -> Progress:
+        """The run's position now, as hooks and losses see it; brings the schedule's share of
+        the wall-clock budget up to date on the way, so both follow the same fraction."""
+        if self.opts.max_minutes:
+            self.schedule.time_fraction = self.state.elapsed / (60 * self.opts.max_minutes)
+        return Progress(self.state.step, self.state.epoch, self.schedule.total_steps, self.schedule.fraction(self.state.step))
+
     def _out_of_budget(self) -> bool:
-        done = (self.opts.max_steps and self.step >= self.opts.max_steps) or (
-            self.opts.max_minutes and self.elapsed >= 60 * self.opts.max_minutes
+        done = (self.opts.max_steps and self.state.step >= self.opts.max_steps) or (
+            self.opts.max_minutes and self.state.elapsed >= 60 * self.opts.max_minutes
         )
         return all_reduce_flag(bool(done), self.ctx)
 
     def train(self) -> None:
         """Run epochs until ``max_epochs``, ``max_steps`` or ``max_minutes``."""
-        writer = self._tensorboard()
+        state = self.state
+        run_log = RunLog(self.exp_dir, self.ctx.is_main, self.opts.log_interval, self.opts.progress_bar)
         bad_in_a_row = 0
-        clock_start, elapsed_before = time.perf_counter(), self.elapsed
-        while self.epoch < self.opts.max_epochs and not self._out_of_budget():
-            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
-            self.train_loader.dataset.epoch = self.epoch
-            self.train_loader.generator.manual_seed(self.opts.seed * 1000 + self.epoch)
+        clock_start, elapsed_before = time.perf_counter(), state.elapsed
+        while state.epoch < self.opts.max_epochs and not self._out_of_budget():
+            self.sampler.set_epoch(state.epoch, state.batch_in_epoch)
+            self.train_loader.dataset.epoch = state.epoch
+            self.train_loader.generator.manual_seed(self.opts.seed * 1000 + state.epoch)
             self.wrapped.train()
-            progress = self._progress_bar()
+            run_log.start_epoch(state.epoch, len(self.sampler) // self.opts.accum_grad)
             window: list[Batch] = []
             for batch in self.train_loader:
-                self.batch_in_epoch += 1
+                state.batch_in_epoch += 1
                 for skipped in batch.skipped:
                     self.skips.add(skipped)
                 window.append(batch)
@@ -261,41 +223,40 @@ class Trainer:
                     continue
                 started = time.perf_counter()
                 losses, finite = self._optimizer_step(window)
-                self.elapsed = elapsed_before + time.perf_counter() - clock_start
+                state.elapsed = elapsed_before + time.perf_counter() - clock_start
                 seconds = sum(float(b.speech_lens.sum()) for b in window) / self.sample_rate
                 window = []
                 if not finite:
                     bad_in_a_row += 1
-                    log.warning("step %d: non-finite loss, step skipped (%d in a row)", self.step + 1, bad_in_a_row)
+                    log.warning("step %d: non-finite loss, step skipped (%d in a row)", state.step + 1, bad_in_a_row)
                     if bad_in_a_row >= self.opts.max_bad_steps:
-                        raise TrainingAborted(f"{bad_in_a_row} non-finite losses in a row at step {self.step}; lower optim.lr or check the data")
+                        raise TrainingAborted(f"{bad_in_a_row} non-finite losses in a row at step {state.step}; lower optim.lr or check the data")
                     continue
                 bad_in_a_row = 0
-                self.step += 1
-                extra = self.host.hook.after_train_step(model=self.model, step=self.step, losses=losses)
-                self._log_step(writer, losses, seconds, started, extra, progress)
-                if self.opts.save_interval_steps and self.step % self.opts.save_interval_steps == 0:
-                    self.save(f"step_{self.step}")
+                state.step += 1
+                extra = self.host.hook.after_train_step(model=self.model, step=state.step, losses=losses, progress=self.progress())
+                speed = seconds / max(1e-9, time.perf_counter() - started)
+                run_log.step(state.epoch, state.step, state.elapsed, self.scheduler.get_last_lr()[0], speed, losses, extra)
+                if self.opts.save_interval_steps and state.step % self.opts.save_interval_steps == 0:
+                    self.save(f"step_{state.step}")
                 if self._out_of_budget():
                     break
-            if progress is not None:
-                progress.close()
-            epoch_finished = self.batch_in_epoch >= len(self.sampler) + self.sampler.start_batch
+            run_log.end_epoch()
+            epoch_finished = state.batch_in_epoch >= len(self.sampler) + self.sampler.start_batch
             if not epoch_finished:
-                self._end_in_partial_epoch(writer)
+                self._end_in_partial_epoch(run_log)
                 break
             valid = self.validate()
-            self.elapsed = elapsed_before + time.perf_counter() - clock_start
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            self._record_validation(writer, self.epoch, valid)
-            self.save(f"epoch_{self.epoch}")
+            state.elapsed = elapsed_before + time.perf_counter() - clock_start
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            run_log.validation(state.epoch, state.step, state.elapsed, valid)
+            self.save(f"epoch_{state.epoch}")
         if self.skips.total():
             log.warning("skipped %d utterances: %s", self.skips.total(), dict(self.skips.counts))
-        if writer is not None:
-            writer.close()
+        run_log.close()
 
-    def _end_in_partial_epoch(self, writer: Any) -> None:
+    def _end_in_partial_epoch(self, run_log: RunLog) -> None:
         """The budget ran out mid-epoch: the model trained so far is the run's final one, so it
         is validated and kept as ``epoch_<k>.pt`` (k the unfinished epoch, marked ``partial``
         in the log) for averaging and decoding. Its progress stays mid-epoch and the RNG is
@@ -305,15 +266,8 @@ class Trainer:
         valid = self.validate()
         torch.set_rng_state(rng[0])
         random.setstate(rng[1])
-        self._record_validation(writer, self.epoch + 1, valid, partial=True)
-        self.save(f"epoch_{self.epoch + 1}")
-
-    def _record_validation(self, writer: Any, epoch: int, valid: float | None, partial: bool = False) -> None:
-        """The validation loss of epoch ``epoch`` (1-based) to train_log.jsonl and tensorboard."""
-        record = {"epoch": epoch, "step": self.step, "elapsed": self.elapsed, "valid_loss": valid}
-        self._record({**record, "partial": True} if partial else record)
-        if writer is not None and valid is not None:
-            writer.add_scalar("valid/loss", valid, self.step)
+        run_log.validation(self.state.epoch + 1, self.state.step, self.state.elapsed, valid, partial=True)
+        self.save(f"epoch_{self.state.epoch + 1}")
 
     def _optimizer_step(self, window: list[Batch]) -> tuple[dict[str, float], bool]:
         """Forward/backward over the accumulated micro-batches, then one optimizer step.
@@ -321,15 +275,15 @@ class Trainer:
         Returns the loss parts averaged over the window, and whether every rank saw finite
         losses (otherwise nothing is updated on any rank).
         """
-        self.host.hook.before_train_step(model=self.model, step=self.step)
+        progress = self.progress()
+        self.host.hook.before_train_step(model=self.model, step=self.state.step, progress=progress)
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
         finite = True
         for i, batch in enumerate(window):
-            sync = i == len(window) - 1 or not isinstance(self.wrapped, DistributedDataParallel)
-            context = contextlib.nullcontext() if sync else self.wrapped.no_sync()
+            context = self.strategy.sync_context(self.wrapped, sync=i == len(window) - 1)
             with context, self._autocast():
-                out = self.wrapped(batch.model_inputs(self.ctx.device))
+                out = self.wrapped(batch.model_inputs(self.ctx.device), progress=progress)
             loss = out["loss"]
             if not torch.isfinite(loss):
                 finite = False
@@ -348,68 +302,32 @@ class Trainer:
             totals["grad_norm"] = float(norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.opts.max_minutes:
-            self.schedule.time_fraction = self.elapsed / (60 * self.opts.max_minutes)
+        self.progress()  # the schedule's time fraction, from the elapsed time
         self.scheduler.step()
         return totals, True
 
     @torch.no_grad()
-    def validate(self) -> float | None:
-        """Mean loss per utterance over the validation set (all ranks), or None."""
+    def validate(self) -> dict[str, float] | None:
+        """Every key of the forward output averaged per utterance over the validation set (all
+        ranks), or None without a validation set. Batches with a non-finite loss are left out."""
         if self.valid_loader is None:
             return None
         self.wrapped.eval()
-        total, count = 0.0, 0.0
+        progress = self.progress()
+        totals: dict[str, float] = {"loss": 0.0}
+        count = 0
         for batch in self.valid_loader:
             if not batch.utt_ids:
                 continue
             with self._autocast():
-                out = self.model(batch.model_inputs(self.ctx.device))
+                out = self.model(batch.model_inputs(self.ctx.device), progress=progress)
             if torch.isfinite(out["loss"]):
-                total += float(out["loss"]) * len(batch.utt_ids)
+                for name, value in out.items():
+                    totals[name] = totals.get(name, 0.0) + float(value) * len(batch.utt_ids)
                 count += len(batch.utt_ids)
-        total, count = all_reduce_sum([total, count], self.ctx)
+        names = sorted(totals)
+        *sums, count = all_reduce_sum([totals[n] for n in names] + [float(count)], self.ctx)
         self.wrapped.train()
-        value = total / count if count else math.nan
-        log.info("epoch %d: validation loss %.4f", self.epoch + 1, value)
-        return value
-
-    # -- logging --------------------------------------------------------------------------------
-    def _tensorboard(self) -> Any:
-        if not self.ctx.is_main:
-            return None
-        from torch.utils.tensorboard import SummaryWriter
-
-        return SummaryWriter(str(self.exp_dir / "tensorboard"))
-
-    def _progress_bar(self) -> Any:
-        if not (self.ctx.is_main and self.opts.progress_bar):
-            return None
-        from tqdm import tqdm
-
-        total = len(self.sampler) // self.opts.accum_grad
-        return tqdm(total=total, desc=f"epoch {self.epoch + 1}", unit="step", dynamic_ncols=True, leave=False)
-
-    def _log_step(self, writer: Any, losses: dict[str, float], seconds: float, started: float, extra: list, progress: Any) -> None:
-        speed = seconds / max(1e-9, time.perf_counter() - started)
-        lr = self.scheduler.get_last_lr()[0]
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix(loss=f"{losses['loss']:.3f}", audio_s_per_s=f"{speed:.1f}", lr=f"{lr:.2e}")
-        if self.step % self.opts.log_interval and self.step != 1:
-            return
-        record = {"epoch": self.epoch, "step": self.step, "elapsed": round(self.elapsed, 2), "lr": lr, "audio_s_per_s": round(speed, 2)}
-        record.update({f"train_{k}": round(v, 5) for k, v in losses.items()})
-        for metrics in extra:
-            record.update(metrics)
-        self._record(record)
-        if writer is not None:
-            for key, value in record.items():
-                if key not in ("epoch", "step") and isinstance(value, (int, float)):
-                    writer.add_scalar(key.replace("train_", "train/"), value, self.step)
-
-    def _record(self, record: dict[str, Any]) -> None:
-        if self.ctx.is_main:
-            with open(self.exp_dir / "train_log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-
+        values = {name: total / count if count else math.nan for name, total in zip(names, sums)}
+        log.info("epoch %d: validation loss %.4f", self.state.epoch + 1, values["loss"])
+        return values

@@ -80,18 +80,20 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   if [ -n "$ssl_config" ]; then
-    log 4 "self-supervised pretraining -> $exp/ssl"
+    log 4 "self-supervised pretraining on the $train_set audio -> $exp/ssl"
     speechforge train --config "$ssl_config" --exp-dir "$exp/ssl" --resume \
-      data.train="$data/$train_set" data.valid="$data/dev-clean"
+      data.train="$data/$train_set" data.valid="$data/dev-clean" frontend.cmvn_stats="$PWD/$exp/cmvn.json" "${overrides[@]}"
   else
     log 4 "no --ssl-config: skipping self-supervised pretraining"
   fi
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log 5 "training -> $exp"
+  init=()  # start from the stage 4 model when there is one (the config's train.init_from says what to take)
+  if [ -f "$exp/ssl/model_avg.pt" ] || [ -f "$exp/ssl/checkpoints/latest" ]; then init=(train.init_from.checkpoint="$exp/ssl"); fi
+  log 5 "training -> $exp${init:+ from $exp/ssl}"
   speechforge train --config "$config" --exp-dir "$exp" --resume \
-    data.train="$data/$train_set" data.valid="$data/dev-clean" "${overrides[@]}"
+    data.train="$data/$train_set" data.valid="$data/dev-clean" "${init[@]}" "${overrides[@]}"
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then

@@ -36,6 +36,32 @@ def test_missing_transcript_entry_is_named(tiny_data_dir):
         read_data_dir(tiny_data_dir)
 
 
+def test_untranscribed_audio_needs_only_wav_scp_and_utt2dur(tiny_data_dir):
+    full = read_data_dir(tiny_data_dir)
+    (tiny_data_dir / "text").unlink()
+    (tiny_data_dir / "utt2spk").unlink()
+    with pytest.raises(DataError, match=r"text: missing"):
+        read_data_dir(tiny_data_dir)
+    audio = read_data_dir(tiny_data_dir, transcripts=False)
+    assert [(u.utt_id, u.audio, u.duration) for u in audio] == [(u.utt_id, u.audio, u.duration) for u in full]
+    assert all(u.text == "" and u.speaker == "" for u in audio)
+    lines = (tiny_data_dir / "utt2dur").read_text().splitlines()
+    (tiny_data_dir / "utt2dur").write_text("\n".join(lines[1:]) + "\n")
+    with pytest.raises(DataError, match=rf"utt2dur: no entry for utterance '{full[0].utt_id}'"):
+        read_data_dir(tiny_data_dir, transcripts=False)
+
+
+def test_cmvn_needs_only_the_audio(tiny_data_dir):
+    from speechforge.data.cmvn import compute_cmvn
+    from speechforge.registry import build_component
+
+    frontend = build_component("frontend", {"type": "fbank", "num_mel_bins": 40}, "frontend")
+    full = compute_cmvn(tiny_data_dir, frontend, max_utterances=2)
+    (tiny_data_dir / "text").unlink()
+    (tiny_data_dir / "utt2spk").unlink()
+    assert compute_cmvn(tiny_data_dir, frontend, max_utterances=2) == full
+
+
 def make_librispeech(root, split="dev-clean"):
     chapter = root / "LibriSpeech" / split / "84" / "121123"
     chapter.mkdir(parents=True)

@@ -81,3 +81,23 @@ def test_time_budget_decays_whichever_comes_first():
     schedule.time_fraction = 0.01
     assert schedule(100) == pytest.approx(early)  # steps are further along than time
     assert schedule(5) == pytest.approx(0.5)  # warm-up is counted in steps only
+
+
+def test_plugin_entries_survive_average_and_export(tmp_path, tiny_config):
+    from speechforge.builder import build_model
+    from speechforge.cli import main
+    from speechforge.config import save_config
+    from speechforge.text.char_tokenizer import CharTokenizer
+
+    model = build_model(tiny_config)
+    save_config(tiny_config, tmp_path / "config.yaml")
+    CharTokenizer.train(["ABC"]).save(tmp_path / "tokenizer")
+    for epoch in (1, 2):
+        state = {"model": model.state_dict(), "progress": {"step": epoch}, "my_plugin": {"scale": torch.tensor([float(epoch)])}}
+        save_checkpoint(state, tmp_path / "checkpoints" / f"epoch_{epoch}.pt")
+    assert main(["average", "--exp-dir", str(tmp_path), "--num", "2"]) == 0
+    averaged = load_checkpoint(tmp_path / "model_avg.pt")
+    assert torch.equal(averaged["my_plugin"]["scale"], torch.tensor([2.0])) and "progress" not in averaged
+    assert main(["export", "--exp-dir", str(tmp_path)]) == 0
+    exported = load_checkpoint(tmp_path / "export" / "model.pt")
+    assert torch.equal(exported["my_plugin"]["scale"], torch.tensor([2.0])) and "averaged" not in exported

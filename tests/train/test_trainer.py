@@ -158,7 +158,7 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path, tiny_data_dir, monke
     trainer = Trainer(config, exp)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     real_forward = trainer.model.forward
-    monkeypatch.setattr(trainer.wrapped, "forward", lambda batch: {**real_forward(batch), "loss": torch.tensor(float("nan"), requires_grad=True)})
+    monkeypatch.setattr(trainer.wrapped, "forward", lambda batch, progress=None: {**real_forward(batch, progress), "loss": torch.tensor(float("nan"), requires_grad=True)})
     with pytest.raises(TrainingAborted, match="3 non-finite losses in a row at step 0"):
         trainer.train()
     after = trainer.model.state_dict()

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from speechforge.builder import build_model
+from speechforge.interfaces import Progress
 from speechforge.plugins import default_host
 from speechforge.registry import build_component
 from speechforge_plugins.moe.expert_load import expert_counts, plot_expert_heatmap, step_load_metrics
@@ -42,7 +43,8 @@ def test_after_train_step_hook_is_called_through_the_plugin_manager(tiny_config)
     tiny_config["encoder"]["ffn"] = {"type": "moe", "num_experts": 3, "top_k": 1, "hidden": 16}
     model = build_model(tiny_config).train()
     model.encoder(torch.randn(2, 50, 40), torch.tensor([50, 50]))
-    answers = default_host().hook.after_train_step(model=model, step=1, losses={"loss": 1.0})
+    progress = Progress(step=1, epoch=0, total_steps=10, fraction=0.1)
+    answers = default_host().hook.after_train_step(model=model, step=1, losses={"loss": 1.0}, progress=progress)
     moe_answer = next(a for a in answers if any(k.startswith("moe/") for k in a))
     assert sorted(moe_answer) == [f"moe/layer{i}/{m}_load_frac" for i in range(4) for m in ("max", "min")]
     assert all(1 / 3 <= moe_answer[f"moe/layer{i}/max_load_frac"] <= 1 for i in range(4))

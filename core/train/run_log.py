@@ -1,0 +1,82 @@
+"""What a run reports while it trains: ``EXP/train_log.jsonl`` records, tensorboard scalars
+and the per-epoch progress bar. Only rank 0 writes; on the other ranks every call is a no-op.
+
+``train_log.jsonl`` has one JSON object per line: step records (``epoch``, ``step``,
+``elapsed``, ``lr``, ``audio_s_per_s``, ``train_<part>`` for each part of the forward output,
+plus what ``after_train_step`` hooks return) every ``log_interval`` steps and at step 1, and
+one validation record per epoch (``valid_<key>`` for each key of the forward output, with
+``partial: true`` when a budget ended the epoch early).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class RunLog:
+    """Writes one run's records; ``close`` it at the end."""
+
+    def __init__(self, exp_dir: Path, is_main: bool, log_interval: int, progress_bar: bool) -> None:
+        self.path = exp_dir / "train_log.jsonl"
+        self.is_main = is_main
+        self.log_interval = log_interval
+        self.show_bar = is_main and progress_bar
+        self.writer: Any = None
+        self.bar: Any = None
+        if is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(exp_dir / "tensorboard"))
+
+    def start_epoch(self, epoch: int, total_steps: int) -> None:
+        """Open the progress bar of epoch ``epoch`` (0-based) of ``total_steps`` steps."""
+        if self.show_bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, desc=f"epoch {epoch + 1}", unit="step", dynamic_ncols=True, leave=False)
+
+    def end_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def step(self, epoch: int, step: int, elapsed: float, lr: float, speed: float, losses: Mapping[str, float], extra: list[Mapping[str, float]]) -> None:
+        """One optimizer step: the bar always, a record every ``log_interval`` steps and at
+        step 1. ``speed`` is seconds of audio per second; ``extra`` the hooks' scalars."""
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{losses['loss']:.3f}", audio_s_per_s=f"{speed:.1f}", lr=f"{lr:.2e}")
+        if step % self.log_interval and step != 1:
+            return
+        record = {"epoch": epoch, "step": step, "elapsed": round(elapsed, 2), "lr": lr, "audio_s_per_s": round(speed, 2)}
+        record.update({f"train_{k}": round(v, 5) for k, v in losses.items()})
+        for metrics in extra:
+            record.update(metrics)
+        self.record(record)
+        if self.writer is not None:
+            for key, value in record.items():
+                if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key.replace("train_", "train/"), value, step)
+
+    def validation(self, epoch: int, step: int, elapsed: float, values: Mapping[str, float] | None, partial: bool = False) -> None:
+        """The validation averages of epoch ``epoch`` (1-based), keyed by forward output name;
+        None when there is no validation set (``valid_loss`` is then null)."""
+        record: dict[str, Any] = {"epoch": epoch, "step": step, "elapsed": elapsed}
+        record.update({f"valid_{k}": v for k, v in (values or {"loss": None}).items()})
+        self.record({**record, "partial": True} if partial else record)
+        if self.writer is not None and values is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"valid/{key}", value, step)
+
+    def record(self, record: Mapping[str, Any]) -> None:
+        """Append one record to ``train_log.jsonl``."""
+        if self.is_main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        self.end_epoch()
+        if self.writer is not None:
+            self.writer.close()
