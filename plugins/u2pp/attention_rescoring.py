@@ -1,5 +1,7 @@
 """Two-pass decoding of U2/U2++, registered as ``search`` ``attention_rescoring``: the CTC
-prefix beam search proposes an n-best list, the attention decoders rescore it."""
+prefix beam search proposes an n-best list, the attention decoders rescore it; and as
+``attention_rescoring_lm``, where the n-best comes from the prefix beam search with the
+experiment's n-gram LM fused in."""
 from __future__ import annotations
 
 import torch
@@ -8,6 +10,8 @@ from torch import Tensor
 from speechforge.decode.ctc_prefix_beam_search import prefix_beam_search
 from speechforge.errors import ConfigError
 from speechforge.interfaces import SearchMethod
+from speechforge.lm.ngram_lm import NgramLM
+from speechforge.lm.shallow_fusion import LMPrefixScore
 from speechforge.modules.mask import padding_mask
 from speechforge_plugins.u2pp.attention_decoder import AttentionDecoder
 from speechforge_plugins.u2pp.targets import IGNORE_ID, add_sos_eos, reverse_pad_list
@@ -27,6 +31,9 @@ class AttentionRescoring(SearchMethod):
     error), ``blank_id``, ``decoder`` (which of several attention decoders rescores).
     """
 
+    #: the registry name, for error messages (``decode.options.NAME.key``)
+    method = "attention_rescoring"
+
     def __init__(
         self,
         *,
@@ -39,7 +46,7 @@ class AttentionRescoring(SearchMethod):
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if reverse_weight is not None and not 0.0 <= reverse_weight <= 1.0:
-            raise ConfigError(f"decode.options.attention_rescoring.reverse_weight: must be in [0, 1], got {reverse_weight}")
+            raise ConfigError(f"decode.options.{self.method}.reverse_weight: must be in [0, 1], got {reverse_weight}")
         self.beam_size = beam_size
         self.ctc_weight = ctc_weight
         self.reverse_weight = reverse_weight
@@ -51,27 +58,78 @@ class AttentionRescoring(SearchMethod):
             return DEFAULT_REVERSE_WEIGHT if decoder.bidirectional else 0.0
         if self.reverse_weight > 0 and not decoder.bidirectional:
             raise ConfigError(
-                f"decode.options.attention_rescoring.reverse_weight: {self.reverse_weight} needs a right-to-left decoder; "
+                f"decode.options.{self.method}.reverse_weight: {self.reverse_weight} needs a right-to-left decoder; "
                 f"{type(decoder).__name__} has none"
             )
         return self.reverse_weight
 
     @torch.no_grad()
     def __call__(self, model, encoder_out: Tensor, encoder_lens: Tensor) -> list[list[int]]:
-        decoder = model.find_decoder(AttentionDecoder, user="decode method attention_rescoring", name=self.decoder_name)
+        user = f"decode method {self.method}"
+        decoder = model.find_decoder(AttentionDecoder, user=user, name=self.decoder_name)
         reverse_weight = self.resolved_reverse_weight(decoder)
-        log_probs = model.find_ctc_head("decode method attention_rescoring")(encoder_out)  # (B, T, V)
+        log_probs = model.find_ctc_head(user)(encoder_out)  # (B, T, V)
         results = []
         for i in range(encoder_out.size(0)):
             length = int(encoder_lens[i])
-            nbest = prefix_beam_search(log_probs[i, :length], self.beam_size, self.blank_id)
+            nbest = self.first_pass(log_probs[i, :length])
             hyps = [list(tokens) for tokens, _ in nbest]
-            ctc_scores = torch.tensor([score for _, score in nbest])
+            first_scores = torch.tensor([score for _, score in nbest])
             memory = encoder_out[i : i + 1, :length]  # (1, T_i, D)
             att_scores = attention_scores(decoder, memory, hyps, model.sos_eos, reverse_weight)
-            total = self.ctc_weight * ctc_scores + att_scores.cpu()
+            total = self.ctc_weight * first_scores + att_scores.cpu()
             results.append(hyps[int(total.argmax())])
         return results
+
+    def first_pass(self, log_probs: Tensor) -> list[tuple[tuple[int, ...], float]]:
+        """The n-best of one utterance with the score ``ctc_weight`` multiplies: here the CTC
+        log-probability of the prefix beam search. Args: log_probs (T, V) of its valid frames."""
+        return prefix_beam_search(log_probs, self.beam_size, self.blank_id)
+
+
+class AttentionRescoringLM(AttentionRescoring):
+    """Attention rescoring of the n-best of ``ctc_prefix_beam_search_lm``: the first pass
+    ranks prefixes by CTC plus the experiment's n-gram LM (``lm_weight`` times its
+    log-probability plus ``lm_bonus`` per token), and the rescored score is
+    ``ctc_weight * (ctc + lm) + (1 - reverse_weight) * l2r + reverse_weight * r2l``, lm the
+    LM's score of the whole hypothesis, end of sentence included. The first-pass score is
+    weighted as one, as WeNet weighs a decoding graph's score (acoustic and LM) when it
+    rescores; with ``lm_weight`` and ``lm_bonus`` 0 it is ``attention_rescoring``.
+
+    Keys: those of ``attention_rescoring`` plus ``lm_weight`` (0.5) and ``lm_bonus`` (1.0),
+    the defaults of ``ctc_prefix_beam_search_lm``; ``lm`` comes from the recognizer
+    (``EXP/lm/lm.arpa``).
+    """
+
+    method = "attention_rescoring_lm"
+
+    def __init__(
+        self,
+        *,
+        lm: NgramLM | None = None,
+        beam_size: int = 10,
+        ctc_weight: float = 0.3,
+        reverse_weight: float | None = None,
+        lm_weight: float = 0.5,
+        lm_bonus: float = 1.0,
+        blank_id: int = 0,
+        decoder: str | None = None,
+    ) -> None:
+        if lm is None:
+            raise ConfigError(
+                f"decode: {self.method} needs the experiment's language model EXP/lm/lm.arpa: "
+                "set lm.order in the config and run `speechforge lm` (recipe stage 3)"
+            )
+        super().__init__(beam_size=beam_size, ctc_weight=ctc_weight, reverse_weight=reverse_weight, blank_id=blank_id, decoder=decoder)
+        self.lm = lm
+        self.lm_weight = lm_weight
+        self.lm_bonus = lm_bonus
+
+    def first_pass(self, log_probs: Tensor) -> list[tuple[tuple[int, ...], float]]:
+        """The n-best of ``ctc_prefix_beam_search_lm`` with CTC plus LM score each."""
+        fusion = LMPrefixScore(self.lm, self.lm_weight, self.lm_bonus)
+        nbest = prefix_beam_search(log_probs, self.beam_size, self.blank_id, fusion)
+        return [(tokens, ctc + fusion.final(tokens)) for tokens, ctc in nbest]
 
 
 def attention_scores(

@@ -5,7 +5,7 @@ from speechforge.hookspecs import hookimpl
 from speechforge.registry import ComponentRegistry
 from speechforge_plugins.u2pp.attention_beam_search import AttentionBeamSearch
 from speechforge_plugins.u2pp.attention_loss import AttentionLoss
-from speechforge_plugins.u2pp.attention_rescoring import AttentionRescoring
+from speechforge_plugins.u2pp.attention_rescoring import AttentionRescoring, AttentionRescoringLM
 from speechforge_plugins.u2pp.bi_transformer_decoder import BiTransformerDecoder
 from speechforge_plugins.u2pp.transformer_decoder import TransformerDecoder
 
@@ -17,3 +17,4 @@ def register_components(registry: ComponentRegistry) -> None:
     registry.register("loss", "attention", AttentionLoss)
     registry.register("search", "attention", AttentionBeamSearch)
     registry.register("search", "attention_rescoring", AttentionRescoring)
+    registry.register("search", "attention_rescoring_lm", AttentionRescoringLM)

@@ -138,3 +138,65 @@ def test_searches_need_an_attention_decoder():
     for name in ("attention", "attention_rescoring"):
         with pytest.raises(ConfigError, match="needs a decoder of kind AttentionDecoder; the model has none"):
             search(name)(model, memory, lens)
+
+
+def tiny_lm(order: int = 2):
+    """A bigram LM over the test vocabulary that strongly prefers a few token pairs."""
+    from speechforge.lm.ngram_lm import NgramLM
+
+    sentences = [[2, 3, 4], [2, 3, 5, 6], [7, 8], [3, 4, 9, 10]] * 3 + [[5, 2]]
+    return NgramLM.train(sentences, order, [f"t{i}" for i in range(V)], skip_ids=(0, 1, EOS))
+
+
+def naive_lm_score(lm, hyp, weight, bonus):
+    """``weight * log p_LM(hyp </s>) + bonus * len(hyp)``, each token given its whole history cut
+    to the LM's order."""
+    history, total = [lm.bos], 0.0
+    for token in [*hyp, lm.eos]:
+        total += lm.log_prob(tuple(history[-(lm.order - 1) :]), token)
+        history.append(token)
+    return weight * total + bonus * len(hyp)
+
+
+@pytest.mark.parametrize(
+    "ctc_weight,reverse_weight,lm_weight,lm_bonus", [(0.3, 0.5, 0.5, 1.0), (1.0, 0.3, 2.0, 0.5), (0.5, 0.0, 0.8, 0.0)]
+)
+def test_lm_rescoring_picks_the_best_combined_score_of_the_lm_fused_nbest(ctc_weight, reverse_weight, lm_weight, lm_bonus):
+    from speechforge.lm.shallow_fusion import LMPrefixScore
+
+    model, lm = model_with(), tiny_lm()
+    memory, lens = encodings()
+    options = {"beam_size": 5, "ctc_weight": ctc_weight, "reverse_weight": reverse_weight}
+    lm_options = {"lm_weight": lm_weight, "lm_bonus": lm_bonus}
+    rescoring = default_registry().build("search", {"type": "attention_rescoring_lm", **options, **lm_options}, "decode", lm=lm)
+    result = rescoring(model, memory, lens)
+    log_probs = model.ctc(memory)
+    with torch.no_grad():
+        for i in range(3):
+            length = int(lens[i])
+            nbest = prefix_beam_search(log_probs[i, :length], 5, prefix_score=LMPrefixScore(lm, lm_weight, lm_bonus))
+            assert nbest != prefix_beam_search(log_probs[i, :length], 5)  # the LM changed the first pass
+            scores = [
+                naive_combined_score(model, memory[i : i + 1, :length], list(h), s + naive_lm_score(lm, h, lm_weight, lm_bonus), ctc_weight, reverse_weight)
+                for h, s in nbest
+            ]
+            best = max(range(len(nbest)), key=scores.__getitem__)
+            assert result[i] == list(nbest[best][0])
+
+
+def test_lm_rescoring_with_ctc_weight_only_follows_the_lm_fused_prefix_beam_search():
+    model, lm = model_with(), tiny_lm()
+    memory, lens = encodings()
+    build = default_registry().build
+    rescored = build("search", {"type": "attention_rescoring_lm", "beam_size": 5, "ctc_weight": 1e6}, "decode", lm=lm)
+    first_pass = build("search", {"type": "ctc_prefix_beam_search_lm", "beam_size": 5}, "decode", lm=lm)
+    assert rescored(model, memory, lens) == first_pass(model, memory, lens)
+    without_lm = build("search", {"type": "attention_rescoring_lm", "beam_size": 5, "lm_weight": 0.0, "lm_bonus": 0.0}, "decode", lm=lm)
+    assert without_lm(model, memory, lens) == search("attention_rescoring", beam_size=5)(model, memory, lens)
+
+
+def test_lm_rescoring_needs_the_language_model_and_names_its_keys():
+    with pytest.raises(ConfigError, match="attention_rescoring_lm needs the experiment's language model EXP/lm/lm.arpa"):
+        search("attention_rescoring_lm")
+    with pytest.raises(ConfigError, match="decode.options.attention_rescoring_lm.reverse_weight: must be in"):
+        default_registry().build("search", {"type": "attention_rescoring_lm", "reverse_weight": 2.0}, "decode", lm=tiny_lm())
