@@ -348,7 +348,9 @@ class LossInputs:
 class LossOutput:
     """A loss value plus named extra scalars to log (a transducer's simple and pruned parts,
     a decoder's token accuracy). The model reports each scalar detached as
-    ``<loss name>_<scalar name>`` next to the loss; scalars never enter the total."""
+    ``<loss name>_<scalar name>`` next to the loss; scalars never enter the total. A scalar
+    named ``acc`` or ``acc_<x>`` is an accuracy, a share in [0, 1]: ``report.md``'s table of
+    epochs and ``speechforge curve``'s plot show it per epoch, in training and validation."""
 
     loss: Tensor  # ()
     scalars: dict[str, Tensor] = field(default_factory=dict)  # name -> ()

@@ -1,5 +1,7 @@
-"""``report.md`` of an experiment: WER table, parameters, training time, RTF, loss and
-WER-versus-time plots, the config, and sections plugins add."""
+"""``report.md`` of an experiment: WER table, parameters, training time, RTF, a table of
+epochs (loss and every accuracy a loss reports, training and validation), loss and
+WER-versus-time plots (with those accuracies beside the WER), the config, and sections
+plugins add."""
 from __future__ import annotations
 
 import json
@@ -8,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from speechforge.metrics.epoch_summary import SPLITS, epoch_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -39,15 +43,32 @@ def plot_losses(records: Sequence[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def plot_wer_curve(points: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([p["elapsed"] / 60 for p in points], [p["wer"] for p in points], "o-", label="WER")
-    ax.plot([p["elapsed"] / 60 for p in points], [p["cer"] for p in points], "s--", label="CER")
+def plot_wer_curve(points: Sequence[dict[str, Any]], path: Path, title: str, accuracies: Sequence[str] = ()) -> None:
+    """WER and CER of each point against training time; with ``accuracies`` (keys of the
+    points without their ``train_`` / ``valid_`` prefix, shares in [0, 1]) a second panel
+    beside it plots them in %, training dashed and validation solid."""
+    minutes = [p["elapsed"] / 60 for p in points]
+    fig, axes = plt.subplots(1, 2 if accuracies else 1, figsize=(11 if accuracies else 6, 3.5), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(minutes, [p["wer"] for p in points], "o-", label="WER")
+    ax.plot(minutes, [p["cer"] for p in points], "s--", label="CER")
     ax.set_xlabel("training time (min)")
     ax.set_ylabel("error rate (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    if accuracies:
+        ax = axes[0, 1]
+        for key in accuracies:
+            for split, style in zip(SPLITS, ("x--", "o-")):
+                shown = [(m, 100 * p[f"{split}_{key}"]) for m, p in zip(minutes, points) if p.get(f"{split}_{key}") is not None]
+                if shown:
+                    ax.plot(*zip(*shown), style, label=f"{split} {key}")
+        ax.set_xlabel("training time (min)")
+        ax.set_ylabel("teacher-forced accuracy (%)")
+        ax.set_title("token accuracy per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -76,6 +97,9 @@ def write_report(exp_dir: Path, config_yaml: str, num_params: int, extra_section
         "",
         results_table(results) if results else "(nothing scored yet)",
     ]
+    epochs_md = epoch_table(records)
+    if epochs_md:
+        parts += ["", "## Training per epoch", "", epochs_md]
     if plot_losses(records, exp_dir / "loss.png"):
         parts += ["", "## Loss", "", "![loss curves](loss.png)"]
     curve = exp_dir / "wer_curve.json"

@@ -107,3 +107,20 @@ def test_curve_scores_the_first_configured_method(untrained_experiment, small_da
     (point,) = json.loads((exp / "wer_curve.json").read_text())
     assert point["cer"] == pytest.approx(error_rates({u.utt_id: u.text for u in utterances}, hyps).cer)
     assert torch.isfinite(torch.tensor(point["wer"]))
+
+
+def test_curve_points_carry_the_epochs_logged_accuracies(untrained_experiment, small_data_dir):
+    exp = untrained_experiment(U2PP, {"methods": ["ctc_greedy_search"]})
+    (exp / "checkpoints").mkdir()
+    (exp / "model_avg.pt").rename(exp / "checkpoints" / "epoch_1.pt")
+    records = [
+        {"epoch": 0, "step": 1, "elapsed": 1.0, "train_loss": 9.0, "train_attention_acc": 0.1},
+        {"epoch": 0, "step": 10, "elapsed": 9.0, "train_loss": 7.0, "train_attention_acc": 0.3},
+        {"epoch": 1, "step": 10, "elapsed": 12.0, "valid_loss": 8.0, "valid_attention_acc": 0.25},
+    ]
+    (exp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_data_dir(small_data_dir.parent / "one", read_data_dir(small_data_dir)[:1])
+    assert main(["curve", "--exp-dir", str(exp), "--data", str(small_data_dir.parent / "one")]) == 0
+    (point,) = json.loads((exp / "wer_curve.json").read_text())
+    assert point["elapsed"] == 12.0
+    assert point["train_attention_acc"] == pytest.approx(0.2) and point["valid_attention_acc"] == 0.25
