@@ -12,8 +12,9 @@ streaming search over each chunk and prints its partial result with the audio ti
 compute time it took. ``--method`` is any search that can stream (default: the config's first
 ``decode.methods`` entry that can); one that cannot is refused, naming those that can. At the
 end it prints the final result: a second pass over all encodings with ``--final-method``
-(default: ``attention_rescoring`` when the model has a decoder), else the streaming search's
-own final result. ``--chunk-size 0`` is the encoder's own static chunk. Search keys come from
+(default when the model has a decoder: ``attention_rescoring``, or ``attention_rescoring_lm``
+after ``ctc_prefix_beam_search_lm``, so the LM-fused n-best is what is rescored), else the
+streaming search's own final result. ``--chunk-size 0`` is the encoder's own static chunk. Search keys come from
 ``decode.options`` and ``--option METHOD.key=value``, as in ``speechforge decode``.
 """
 from __future__ import annotations
@@ -44,7 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", help="a search that streams (default: the first of decode.methods that does)")
     parser.add_argument("--beam-size", type=int, help="for every method that takes a beam_size (default: decode.beam_size)")
     add_option_argument(parser)
-    parser.add_argument("--final-method", help="search for the final pass (default: attention_rescoring with a decoder)")
+    parser.add_argument(
+        "--final-method",
+        help="search for the final pass (default with a decoder: attention_rescoring, or attention_rescoring_lm after ctc_prefix_beam_search_lm)",
+    )
     parser.add_argument("--checkpoint", type=Path, help="default: EXP/model_avg.pt, else the newest checkpoint")
     parser.set_defaults(run=run)
 
@@ -61,6 +65,10 @@ def default_method(recognizer: Recognizer, methods: list[str]) -> str:
     )
 
 
+#: the default second pass after a streaming search whose own n-best it should rescore
+LM_RESCORING = {"ctc_prefix_beam_search_lm": "attention_rescoring_lm"}
+
+
 def rescores(model) -> bool:
     """Whether the model has what ``attention_rescoring`` needs: a CTC head and a decoder."""
     return model.ctc is not None and bool(model.named_decoders())
@@ -74,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         method = default_method(recognizer, defaults.methods)
     else:
         method = check_streaming_method(recognizer.host.registry, args.method)
-    final_method = args.final_method or ("attention_rescoring" if rescores(model) else method)
+    final_method = args.final_method or (LM_RESCORING.get(method, "attention_rescoring") if rescores(model) else method)
     overrides = parse_option_overrides(args.option)
     check_override_methods(overrides, [method, final_method])
     search = recognizer.search(method, **method_options(recognizer, method, defaults, args.beam_size, overrides.get(method)))

@@ -130,3 +130,21 @@ def test_trained_u2pp_decodes_with_every_method_and_streams(tmp_path, tiny_data_
     streamed = subprocess.run([*cli, "stream", "--exp-dir", str(exp), audio, "--chunk-size", "4"], capture_output=True, text=True, env=env, timeout=600)
     assert streamed.returncode == 0, streamed.stderr[-3000:]
     assert streamed.stdout.strip().splitlines()[-1].startswith("final (attention_rescoring):")
+
+
+def test_stream_with_the_lm_fused_search_ends_with_lm_rescoring_of_its_nbest(tmp_path, tiny_data_dir, capsys):
+    from speechforge.commands.lm import skipped_ids
+    from speechforge.decode.recognizer import LM_FILE
+    from speechforge.lm.ngram_lm import NgramLM
+
+    exp = untrained_experiment(tmp_path, tiny_data_dir)
+    tokenizer = Recognizer(exp).tokenizer
+    texts = [u.text for u in read_data_dir(tiny_data_dir)]
+    NgramLM.train([tokenizer.encode(t) for t in texts], 3, tokenizer.pieces, skipped_ids(tokenizer.vocab_size)).save_arpa(exp / LM_FILE)
+    audio = read_data_dir(tiny_data_dir)[0].audio
+    assert main(["stream", "--exp-dir", str(exp), audio, "--chunk-size", "4", "--method", "ctc_prefix_beam_search_lm"]) == 0
+    final = capsys.readouterr().out.strip().splitlines()[-1]
+    recognizer = Recognizer(exp)
+    wave = load_audio(audio, recognizer.sample_rate)
+    expected = recognizer.decode_batch(wave.unsqueeze(0), torch.tensor([wave.numel()]), "attention_rescoring_lm", 4)
+    assert final == f"final (attention_rescoring_lm): {expected[0]}".rstrip()
