@@ -8,7 +8,7 @@ from torch import Tensor
 from speechforge.errors import ConfigError
 from speechforge.interfaces import Loss, LossInputs, LossOutput
 from speechforge.registry import current_path
-from speechforge_plugins.rnnt import full_loss, pruned_transducer_loss
+from speechforge_plugins.rnnt import full_loss, k2_backend, pruned_transducer_loss
 from speechforge_plugins.rnnt.lattice import make_boundary
 from speechforge_plugins.rnnt.loss_warmup import transducer_loss_weights
 from speechforge_plugins.rnnt.simple_loss import RNNT_TYPES
@@ -89,6 +89,11 @@ class PrunedRNNTLoss(Loss):
             raise ConfigError(f"{self.where}.warmup: must be a run fraction > 0, got {warmup}")
         self.rnnt_type = _choice(self.where, "rnnt_type", rnnt_type, RNNT_TYPES)
         self.backend = _choice(self.where, "backend", backend, pruned_transducer_loss.BACKENDS)
+        if backend == "k2" and not k2_backend.k2_available():
+            raise ConfigError(
+                f"{self.where}.backend: k2 is not importable here (pip install k2, built for this torch); "
+                f"backend native computes the same losses"
+            )
         self.s_range, self.delay_penalty = s_range, delay_penalty
         self.lm_only_scale, self.am_only_scale = lm_only_scale, am_only_scale
         self.simple_loss_scale, self.warmup = simple_loss_scale, warmup

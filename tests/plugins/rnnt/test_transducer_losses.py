@@ -10,6 +10,7 @@ from torchaudio.functional import rnnt_loss
 from speechforge.builder import build_model
 from speechforge.errors import ConfigError
 from speechforge.interfaces import LossInputs, Progress
+from speechforge_plugins.rnnt.k2_backend import k2_available
 from speechforge_plugins.rnnt.loss_warmup import transducer_loss_weights
 
 from .transducer_models import PREDICTORS, V, transducer_config
@@ -81,6 +82,9 @@ def test_missing_parts_are_named():
         model.losses["rnnt"](inputs_for(model))
     with pytest.raises(ConfigError, match=r"losses\.0\.rnnt_type: must be one of regular, modified, constrained, got 'x'"):
         model_with([{"type": "pruned_rnnt", "rnnt_type": "x"}])
+    if not k2_available():
+        with pytest.raises(ConfigError, match=r"losses\.0\.backend: k2 is not importable here"):
+            model_with([{"type": "pruned_rnnt", "backend": "k2"}], simple_projections=True)
     too_many = model_with([{"type": "pruned_rnnt"}], simple_projections=True)
     inputs = inputs_for(too_many)
     inputs.encoder_out = inputs.encoder_out[:, :3]
