@@ -58,7 +58,9 @@ class PrunedRNNTLoss(Loss):
     ``f = min(progress.fraction / warmup, 1)`` (f = 1 outside training). Reports the
     unweighted parts as scalars ``simple`` and ``pruned``.
 
-    Needs a ``transducer`` decoder with ``simple_projections: true``.
+    Needs a ``transducer`` decoder with ``simple_projections: true``. With the one-token-per-frame
+    topologies (``modified``, ``constrained``) an utterance with more tokens than frames has no
+    alignment; it adds nothing to the loss (as icefall filters such utterances out).
 
     Keys: ``s_range``, ``rnnt_type`` (regular | modified | constrained), ``delay_penalty``,
     ``lm_only_scale``, ``am_only_scale``, ``simple_loss_scale`` (icefall's s), ``warmup`` (the
@@ -115,16 +117,23 @@ class PrunedRNNTLoss(Loss):
                 f"{inputs.targets.size(1)} tokens for {encoder_out.size(1)} frames (a lower subsampling, or shorter tokens)"
             )
         tokens, symbols = predictor_inputs(inputs.targets, decoder.blank_id)
+        target_lens, kept = inputs.target_lens, None
+        if self.rnnt_type != "regular":  # one token per frame: more tokens than frames has no alignment
+            kept = inputs.target_lens <= frames  # (B,)
+            target_lens = inputs.target_lens.masked_fill(~kept, 0)
         predicted, _ = decoder.predictor(tokens)  # (B, U+1, P)
         parts = pruned_transducer_loss.pruned_transducer_loss(
             decoder.simple_am_proj(encoder_out), decoder.simple_lm_proj(predicted),
             decoder.joiner.encoder_proj(encoder_out), decoder.joiner.predictor_proj(predicted), decoder.joiner,
-            symbols, make_boundary(frames, inputs.target_lens),
+            symbols, make_boundary(frames, target_lens),
             s_range=self.s_range, rnnt_type=self.rnnt_type, delay_penalty=self.delay_penalty,
             lm_only_scale=self.lm_only_scale, am_only_scale=self.am_only_scale, blank=decoder.blank_id,
-            reduction="sum", backend=self.backend,
+            reduction="none", backend=self.backend,
         )  # fmt: skip
         batch = encoder_out.size(0)
-        simple, pruned = parts.simple / batch, parts.pruned / batch
+        simple, pruned = parts.simple, parts.pruned  # (B,)
+        if kept is not None:
+            simple, pruned = simple * kept, pruned * kept
+        simple, pruned = simple.sum() / batch, pruned.sum() / batch
         simple_weight, pruned_weight = self.weights(inputs)
         return LossOutput(simple_weight * simple + pruned_weight * pruned, {"simple": simple, "pruned": pruned})

@@ -72,6 +72,21 @@ def test_model_reports_the_parts_and_backpropagates():
     assert model.ctc is None
 
 
+@pytest.mark.parametrize("rnnt_type", ["modified", "constrained"])
+def test_utterances_without_an_alignment_add_nothing(rnnt_type):
+    """One token per frame: an utterance with 4 tokens and 3 frames has no alignment; the loss
+    and its gradients are those of the other utterances alone."""
+    model = model_with([{"type": "pruned_rnnt", "rnnt_type": rnnt_type}], simple_projections=True)
+    loss = model.losses["pruned_rnnt"]
+    encoder_out = torch.randn(2, 6, 16, requires_grad=True)
+    targets = torch.tensor([[1, 2, 3, 4], [5, 6, -1, -1]])
+    both = loss(LossInputs(model, encoder_out, torch.tensor([3, 6]), targets, torch.tensor([4, 2])))
+    both.loss.backward()
+    assert torch.isfinite(encoder_out.grad).all() and encoder_out.grad[0].abs().sum() == 0
+    alone = loss(LossInputs(model, encoder_out[1:], torch.tensor([6]), targets[1:, :2], torch.tensor([2])))
+    torch.testing.assert_close(both.loss, alone.loss / 2)
+
+
 def test_missing_parts_are_named():
     with pytest.raises(ConfigError, match=r"losses\.0: pruned_rnnt needs the decoder's simple_projections: true"):
         model_with([{"type": "pruned_rnnt"}]).losses["pruned_rnnt"](inputs_for(model_with([{"type": "pruned_rnnt"}])))
