@@ -9,6 +9,7 @@ from speechforge.modules.conformer_block import ConformerBlock
 from speechforge.modules.conformer_encoder import ConformerEncoder
 from speechforge.modules.ctc_loss import CTCLoss
 from speechforge.modules.fbank_frontend import FbankFrontend
+from speechforge.modules.local_multi_head_attention import LocalMultiHeadAttention
 from speechforge.modules.feed_forward import PositionwiseFeedForward
 from speechforge.modules.multi_head_attention import MultiHeadAttention
 from speechforge.modules.rel_multi_head_attention import RelPositionMultiHeadAttention
@@ -23,6 +24,7 @@ def register_components(registry: ComponentRegistry) -> None:
     registry.register("ffn", "dense", PositionwiseFeedForward)
     registry.register("attention", "mha", MultiHeadAttention)
     registry.register("attention", "rel_mha", RelPositionMultiHeadAttention)
+    registry.register("attention", "local_mha", LocalMultiHeadAttention)
     registry.register("encoder_block", "conformer", ConformerBlock)
     registry.register("encoder_block", "transformer", TransformerBlock)
     registry.register("encoder", "conformer", ConformerEncoder)

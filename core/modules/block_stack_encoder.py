@@ -58,6 +58,7 @@ class BlockStackEncoder(StreamingEncoder):
         num_blocks: int = 12,
         subsampling: int = 4,
         subsampling_channels: int = 0,
+        subsampling_norm: str = "none",
         dropout: float = 0.1,
         pos_dropout: float = 0.1,
         causal: bool = False,
@@ -79,7 +80,9 @@ class BlockStackEncoder(StreamingEncoder):
         ffn = ffn if ffn is not None else {"type": "dense"}
         self.output_dim = d_model
         self.heads = heads
-        self.embed = Conv2dSubsampling(input_dim, d_model, subsampling, subsampling_channels or d_model)
+        self.embed = Conv2dSubsampling(
+            input_dim, d_model, subsampling, subsampling_channels or d_model, subsampling_norm
+        )
         self.subsampling_rate = subsampling
         self.use_dynamic_chunk = use_dynamic_chunk
         self.use_dynamic_left_chunk = use_dynamic_left_chunk

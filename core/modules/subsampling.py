@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from speechforge.errors import ConfigError
 from speechforge.interfaces import ChunkWindow
 
 # factor -> (kernel, stride) of each conv layer
@@ -19,10 +20,30 @@ _LAYERS: dict[int, tuple[tuple[int, int], ...]] = {
 # and the fewest output frames per chunk, so that each conv call keeps enough work.
 _CHUNK_ELEMENTS = 1 << 19
 _MIN_CHUNK_FRAMES = 32
+NORMS = ("none", "layer_norm")
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channels of each (time, frequency) position of a (B, C, T, F) map:
+    per position, so chunked and streaming inputs normalise exactly as one pass does."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: x (B, C, T, F). Returns (B, C, T, F)."""
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class Conv2dSubsampling(nn.Module):
-    """Strided 2-D convolutions with ReLU, then a linear projection to ``d_model``.
+    """Strided 2-D convolutions, each followed by an optional normalisation and ReLU, then a
+    linear projection to ``d_model``.
+
+    ``norm``: ``none`` (ESPnet/WeNet) or ``layer_norm`` over the channels after each conv
+    (the USM encoder's "normalization and ReLU" per layer; per position, unlike a batch norm,
+    so the long-input split and streaming stay exact). With a norm the layers are indexed
+    ``conv.0`` (conv), ``conv.1`` (norm), ``conv.3``...
 
     ``channels`` (default ``d_model``, as in ESPnet/WeNet) sets the conv width; on a CPU a
     narrower stack saves most of the subsampling's cost, which dominates small models.
@@ -41,16 +62,21 @@ class Conv2dSubsampling(nn.Module):
             :meth:`chunk_window`).
     """
 
-    def __init__(self, input_dim: int, d_model: int, factor: int = 4, channels: int = 0) -> None:
+    def __init__(self, input_dim: int, d_model: int, factor: int = 4, channels: int = 0, norm: str = "none") -> None:
         super().__init__()
         if factor not in _LAYERS:
             raise ValueError(f"subsampling factor must be one of {sorted(_LAYERS)}, got {factor}")
+        if norm not in NORMS:
+            raise ConfigError(f"subsampling_norm: must be one of {', '.join(NORMS)}, got {norm!r}")
         width = channels or d_model
         layers: list[nn.Module] = []
         channels, freq, self.right_context = 1, input_dim, 0
         stride_so_far = 1
         for kernel, stride in _LAYERS[factor]:
-            layers += [nn.Conv2d(channels, width, kernel, stride), nn.ReLU(inplace=True)]
+            layers.append(nn.Conv2d(channels, width, kernel, stride))
+            if norm == "layer_norm":
+                layers.append(ChannelLayerNorm(width))
+            layers.append(nn.ReLU(inplace=True))
             channels, freq = width, (freq - kernel) // stride + 1
             self.right_context += (kernel - 1) * stride_so_far
             stride_so_far *= stride

@@ -35,7 +35,7 @@ class SubsetOptions:
 
 @dataclass
 class OptimOptions:
-    type: str = "adamw"  # adamw or adam
+    type: str = "adamw"  # adamw, adam or adafactor (torch.optim.Adafactor; lr and weight_decay only)
     lr: float = 1e-3
     weight_decay: float = 1e-2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])

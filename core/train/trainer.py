@@ -34,6 +34,7 @@ from speechforge.text.tokenizer import Tokenizer, load_tokenizer
 from speechforge.train.checkpointer import Checkpointer
 from speechforge.train.distributed import DistributedContext, all_reduce_flag, all_reduce_sum, init_distributed
 from speechforge.train.init_from import init_from
+from speechforge.train.optimizer import make_optimizer
 from speechforge.train.options import DataOptions, InitFromOptions, OptimOptions, SchedulerOptions, SubsetOptions, TrainOptions
 from speechforge.train.parallel_strategy import make_strategy
 from speechforge.train.run_log import RunLog
@@ -161,13 +162,7 @@ class Trainer:
         return loader, sampler
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        opts = self.optim_opts
-        kinds = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
-        if opts.type not in kinds:
-            raise ConfigError(f"optim.type: one of {', '.join(kinds)}, got {opts.type!r}")
-        return kinds[opts.type](
-            self.model.parameters(), lr=opts.lr, betas=tuple(opts.betas), eps=opts.eps, weight_decay=opts.weight_decay
-        )
+        return make_optimizer(self.optim_opts, self.model.parameters())
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, name: str) -> Path:

@@ -1,4 +1,8 @@
-"""RNN-T plugin, computational core so far: the full transducer loss (native and torchaudio
-backends) and k2's pruned RNN-T loss written in PyTorch (simple loss, prune ranges, pruned loss),
-with an optional backend on the real k2 and icefall's warm-up of the two losses' weights.
-Components, searches and configs come next (docs/plugins/rnnt.md)."""
+"""RNN-T plugin: the ``transducer`` decoder (``predictor`` and ``joiner`` kinds of its own), the
+full transducer loss ``rnnt`` (native and torchaudio backends) and k2's pruned RNN-T loss
+``pruned_rnnt`` written in PyTorch (optional backend on the real k2, icefall's warm-up), and
+greedy, beam, modified-beam (all streaming) and attention-rescoring searches
+(docs/plugins/rnnt.md)."""
+from speechforge_plugins.rnnt.plugin import register_components
+
+__all__ = ["register_components"]

@@ -84,11 +84,10 @@ def test_greedy_partials_grow_and_repeats_merge_across_chunks():
 
 def test_registered_searches_say_whether_they_stream():
     registry = default_registry()
-    assert streaming_methods(registry) == ["ctc_greedy_search", "ctc_prefix_beam_search", "ctc_prefix_beam_search_lm"]
+    streaming = ["ctc_greedy_search", "ctc_prefix_beam_search", "ctc_prefix_beam_search_lm",
+                 "transducer_beam_search", "transducer_greedy_search", "transducer_modified_beam_search"]  # fmt: skip
+    assert streaming_methods(registry) == streaming
     assert check_streaming_method(registry, "ctc_greedy_search") == "ctc_greedy_search"
     with pytest.raises(ConfigError) as error:
         check_streaming_method(registry, "attention_rescoring")
-    assert str(error.value) == (
-        "--method: attention_rescoring cannot stream; "
-        "streaming methods: ctc_greedy_search, ctc_prefix_beam_search, ctc_prefix_beam_search_lm"
-    )
+    assert str(error.value) == f"--method: attention_rescoring cannot stream; streaming methods: {', '.join(streaming)}"
