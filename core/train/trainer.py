@@ -34,7 +34,7 @@ from speechforge.text.tokenizer import Tokenizer, load_tokenizer
 from speechforge.train.checkpointer import Checkpointer
 from speechforge.train.distributed import DistributedContext, all_reduce_flag, all_reduce_sum, init_distributed
 from speechforge.train.init_from import init_from
-from speechforge.train.options import DataOptions, InitFromOptions, OptimOptions, SchedulerOptions, SubsetOptions, TrainOptions
+from speechforge.train.options import DataOptions, InitFromOptions, OptimOptions, SchedulerOptions, SubsetOptions, TrainOptions, check_runtime_sections
 from speechforge.train.parallel_strategy import make_strategy
 from speechforge.train.run_log import RunLog
 from speechforge.train.scheduler import Schedule, make_scheduler
@@ -73,6 +73,7 @@ class Trainer:
     def __init__(self, config: Mapping[str, Any], exp_dir: Path, host: PluginHost | None = None, resume: bool = False) -> None:
         self.exp_dir = Path(exp_dir)
         self.host = host or default_host()
+        check_runtime_sections(config)
         self.data_opts = parse_section(DataOptions, config, "data")
         self.optim_opts = parse_section(OptimOptions, config, "optim")
         self.sched_opts = parse_section(SchedulerOptions, config, "scheduler")
