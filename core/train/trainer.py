@@ -86,7 +86,7 @@ class Trainer:
             raise ConfigError(f"train.precision: one of {', '.join(PRECISIONS)}, got {self.opts.precision!r}")
         if not self.data_opts.train:
             raise ConfigError("data.train: missing; the data dir to train on")
-        self.ctx: DistributedContext = init_distributed()
+        self.ctx: DistributedContext = init_distributed(self.opts.ddp_timeout_s)
         torch.set_num_threads(self.opts.num_threads or max(1, (torch.get_num_threads() or 1) // self.ctx.world_size))
         torch.manual_seed(self.opts.seed)
         random.seed(self.opts.seed)
@@ -96,8 +96,6 @@ class Trainer:
         resuming = resume and (self.exp_dir / "checkpoints" / "latest").is_file()
         initialize = partial(init_from, options=self.init_opts) if self.init_opts.checkpoint and not resuming else None
         self.model = build_model(self.config, self.host, initialize).to(self.ctx.device)
-        if self.ctx.is_main:
-            save_config(self.config, self.exp_dir / "config.yaml")
         self.sample_rate = int(getattr(self.model, "frontend").sample_rate)
         self.skips = SkipCounter()
         self.train_loader, self.sampler = self._loader(self.data_opts.train, training=True)
@@ -124,7 +122,9 @@ class Trainer:
             self.ctx.is_main,
         )
         if resuming:
-            self.resume()
+            self.resume()  # a checkpoint that does not fit fails here, before anything is written
+        if self.ctx.is_main:
+            save_config(self.config, self.exp_dir / "config.yaml")
 
     # -- set-up ---------------------------------------------------------------------------------
     def _loader(self, data_dir: str, training: bool) -> tuple[DataLoader, DurationBatchSampler]:
@@ -229,7 +229,7 @@ class Trainer:
                 window = []
                 if not finite:
                     bad_in_a_row += 1
-                    log.warning("step %d: non-finite loss, step skipped (%d in a row)", state.step + 1, bad_in_a_row)
+                    log.warning("step %d: non-finite loss or gradient norm, step skipped (%d in a row)", state.step + 1, bad_in_a_row)
                     if bad_in_a_row >= self.opts.max_bad_steps:
                         raise TrainingAborted(f"{bad_in_a_row} non-finite losses in a row at step {state.step}; lower optim.lr or check the data")
                     continue
@@ -274,7 +274,7 @@ class Trainer:
         """Forward/backward over the accumulated micro-batches, then one optimizer step.
 
         Returns the loss parts averaged over the window, and whether every rank saw finite
-        losses (otherwise nothing is updated on any rank).
+        losses and a finite gradient norm (otherwise nothing is updated on any rank).
         """
         progress = self.progress()
         self.host.hook.before_train_step(model=self.model, step=self.state.step, progress=progress)
@@ -298,9 +298,14 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return totals, False
         self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip or math.inf)
         if self.opts.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
             totals["grad_norm"] = float(norm)
+        # fp16's scaler skips an overflowing step itself (and lowers its scale); otherwise a
+        # non-finite gradient with a finite loss would write NaN into every weight
+        if not self.scaler.is_enabled() and all_reduce_flag(not bool(torch.isfinite(norm)), self.ctx):
+            self.optimizer.zero_grad(set_to_none=True)
+            return totals, False
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.progress()  # the schedule's time fraction, from the elapsed time
