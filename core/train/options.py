@@ -26,6 +26,7 @@ class DataOptions:
     speed_perturb: list[Annotated[float, Positive]] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
     num_workers: Annotated[int, NonNegative] = 1
     subset: dict[str, Any] = field(default_factory=dict)  # train on part of data.train: SubsetOptions
+    unknown_characters: Literal["warn", "error"] = "warn"  # transcript characters the tokenizer maps to <unk>
 
 
 @dataclass

@@ -23,14 +23,15 @@ from torch.utils.data import DataLoader
 
 from speechforge.builder import build_model, task_needs_transcripts
 from speechforge.config import parse_section, save_config
-from speechforge.data.data_dir import read_data_dir
+from speechforge.data.data_dir import Utterance, read_data_dir
 from speechforge.data.duration_batch_sampler import DurationBatchSampler
 from speechforge.data.speech_dataset import Batch, SkipCounter, SpeechDataset, collate, filter_utterances
 from speechforge.data.subset import check_subset, take_subset
-from speechforge.errors import ConfigError, SpeechforgeError
+from speechforge.errors import ConfigError, DataError, SpeechforgeError
 from speechforge.interfaces import Progress
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import Tokenizer, load_tokenizer
+from speechforge.text.unknown_characters import describe_unknown, unknown_characters
 from speechforge.train.checkpointer import Checkpointer
 from speechforge.train.distributed import DistributedContext, all_reduce_flag, all_reduce_sum, init_distributed
 from speechforge.train.init_from import init_from
@@ -134,6 +135,8 @@ class Trainer:
             raise ConfigError(f"data.{'train' if training else 'valid'}: no usable utterances in {data_dir}")
         if training and self.subset_opts is not None:
             kept = take_subset(kept, self.subset_opts)
+        if training and self.tokenizer is not None:
+            self._check_characters(kept, data_dir)
         dataset = SpeechDataset(
             kept,
             self.tokenizer,
@@ -160,6 +163,19 @@ class Trainer:
             persistent_workers=False,
         )
         return loader, sampler
+
+    def _check_characters(self, utterances: list[Utterance], data_dir: str) -> None:
+        """Count the transcript characters the tokenizer cannot write; ``data.unknown_characters``
+        says whether that is a warning or an error."""
+        assert self.tokenizer is not None
+        unknown = unknown_characters(self.tokenizer, (u.text for u in utterances))
+        if not unknown:
+            return
+        message = describe_unknown(self.tokenizer, unknown, f"{data_dir}/text")
+        if self.data_opts.unknown_characters == "error":
+            raise DataError(f"{message} (data.unknown_characters: error)")
+        if self.ctx.is_main:
+            log.warning("%s", message)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         opts = self.optim_opts
@@ -219,6 +235,8 @@ class Trainer:
                 state.batch_in_epoch += 1
                 for skipped in batch.skipped:
                     self.skips.add(skipped)
+                if not batch.utt_ids and not self.ctx.enabled:  # every utterance was skipped (and counted)
+                    continue
                 window.append(batch)
                 if len(window) < self.opts.accum_grad:
                     continue
