@@ -85,6 +85,7 @@ def decode_utterances(
     num_left_chunks: int = -1,
     max_seconds: float = 120.0,
     partial: Mapping[str, PartialHypotheses] | None = None,
+    max_utterance_seconds: float = 0.0,
 ) -> dict[str, DecodeResult]:
     """Decode in duration-sorted batches, each encoded once and read by every search of
     ``searches`` (method name -> built search). Unreadable audio gets an empty hypothesis and
@@ -92,15 +93,22 @@ def decode_utterances(
 
     With ``partial`` (method -> its :class:`PartialHypotheses`), each batch's hypotheses are
     appended as soon as they exist, and utterances every method already has are not decoded
-    again (a rerun after a crash continues)."""
+    again (a rerun after a crash continues). Utterances longer than ``max_utterance_seconds``
+    (0: no limit) are refused like unreadable audio: an empty hypothesis, counted."""
     partial = partial or {}
     finished = set.intersection(*(set(p.done) for p in partial.values())) if len(partial) == len(searches) and partial else set()
     results = {method: DecodeResult({u: partial[method].done[u] for u in finished} if finished else {}, 0.0, 0.0, 0) for method in searches}
     utterances = [u for u in utterances if u.utt_id not in finished]
+    skips = SkipCounter()
+    if max_utterance_seconds:
+        for u in [u for u in utterances if u.duration > max_utterance_seconds]:
+            skips.add(Skipped(u.utt_id, f"{u.duration:.1f} s, longer than decode.max_utterance_seconds ({max_utterance_seconds:g} s)"))
+            for result in results.values():
+                result.hyps[u.utt_id] = ""
+        utterances = [u for u in utterances if u.duration <= max_utterance_seconds]
     if finished:
         log.info("continuing a decode: %d utterances already decoded", len(finished))
     sampler = DurationBatchSampler([u.duration for u in utterances], max_seconds, shuffle=False)
-    skips = SkipCounter()
     for indices in sampler:
         batch, waves = [], []
         for i in indices:
@@ -166,7 +174,9 @@ def run(args: argparse.Namespace) -> int:
             resolved, _ = recognizer.model.encoder.resolve_chunk(chunk_size, num_left_chunks, 0)  # 0: its own chunk
             out_dirs = {m: args.exp_dir / "decode" / data_dir.name / method_label(m, resolved) for m in methods}
             partial = {m: PartialHypotheses(out_dirs[m] / "hyp.partial") for m in methods}
-            results = decode_utterances(recognizer, utterances, searches, chunk_size, num_left_chunks, args.max_seconds, partial)
+            results = decode_utterances(
+                recognizer, utterances, searches, chunk_size, num_left_chunks, args.max_seconds, partial, defaults.max_utterance_seconds
+            )
             for method, result in results.items():
                 out_dir = out_dirs[method]
                 write_table(out_dir / "hyp", result.hyps)

@@ -109,6 +109,9 @@ class DecodeOptions:
     chunk_sizes: list[int] = field(default_factory=lambda: [-1])  # -1: full context
     num_left_chunks: int = -1
     beam_size: Annotated[int, Range(ge=1)] = 10  # for every method whose factory takes a beam_size
+    # longer utterances are refused (full attention over them needs memory quadratic in the
+    # length): `decode` counts them with an empty hypothesis, `transcribe` raises; 0: no limit
+    max_utterance_seconds: Annotated[float, NonNegative] = 300.0
     # METHOD: {key: value}, keyword arguments of that search's factory (over beam_size above)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
 

@@ -53,3 +53,23 @@ def test_a_torn_last_partial_line_is_decoded_again(tmp_path):
     path = tmp_path / "hyp.partial"
     path.write_text("u1 HELLO\nu2 \nu3 WOR")
     assert read_partial(path) == {"u1": "HELLO", "u2": ""}
+
+
+def test_an_utterance_longer_than_the_limit_is_refused_naming_it_and_its_length(untrained_experiment, tiny_config, tiny_data_dir, caplog):
+    import logging
+
+    import torch
+
+    from speechforge.data.data_dir import read_data_dir
+    from speechforge.errors import DataError
+
+    exp = untrained_experiment(tiny_config, {"methods": ["ctc_greedy_search"], "max_utterance_seconds": 1.2})
+    longest = max(read_data_dir(tiny_data_dir), key=lambda u: u.duration)
+    assert longest.duration > 1.2
+    with caplog.at_level(logging.WARNING):
+        assert main(["decode", "--exp-dir", str(exp), "--data", str(tiny_data_dir)]) == 0
+    assert f"skipping {longest.utt_id}: {longest.duration:.1f} s, longer than decode.max_utterance_seconds (1.2 s)" in caplog.text
+    hyps = read_table(exp / "decode" / tiny_data_dir.name / "ctc_greedy_search" / "hyp", allow_empty_values=True)
+    assert hyps[longest.utt_id] == "" and len(hyps) == 8
+    with pytest.raises(DataError, match=r"the waveform: 10.0 s, longer than decode.max_utterance_seconds \(1.2 s\)"):
+        Recognizer(exp).transcribe(torch.zeros(160000))
