@@ -64,7 +64,19 @@ def check_value(value: Any, hint: Any, path: str) -> None:
     """Raise ConfigError naming ``path`` when ``value`` does not fit ``hint``."""
     problem = _mismatch(value, hint)
     if problem is not None:
-        raise ConfigError(f"{path}: expected {problem}, got {value!r}")
+        raise ConfigError(f"{path}: expected {problem}, got {value!r}{_suggestion(value, hint)}")
+
+
+def _suggestion(value: Any, hint: Any) -> str:
+    """``; did you mean cosine?`` for a misspelt choice of a ``Literal``."""
+    if get_origin(hint) is Annotated:
+        hint = get_args(hint)[0]
+    if get_origin(hint) is not Literal or not isinstance(value, str):
+        return ""
+    from speechforge.registry import closest
+
+    match = closest(value, [c for c in get_args(hint) if isinstance(c, str)])
+    return f"; did you mean {match}?" if match else ""
 
 
 def check_keys(target: Callable[..., Any], values: Mapping[str, Any], path: str) -> None:

@@ -44,7 +44,7 @@ def test_model_values_are_checked_against_the_factory(tiny_config, override, mes
         ("train.accum_grad=0", "train.accum_grad: expected an integer >= 1, got 0"),
         ("optim.lr=fast", "optim.lr: expected a number, got 'fast'"),
         ("optim.betas=[0.9,1.5]", "optim.betas: expected a list of numbers >= 0 and < 1, got [0.9, 1.5]"),
-        ("scheduler.type=cosin", "scheduler.type: expected one of 'constant', 'noam', 'linear', 'cosine', got 'cosin'"),
+        ("scheduler.type=cosin", "scheduler.type: expected one of 'constant', 'noam', 'linear', 'cosine', got 'cosin'; did you mean cosine?"),
         ("tokenizer.vocab_size=abc", "tokenizer.vocab_size: expected an integer, got 'abc'"),
         ("train.keep_checkpoints=0", "train.keep_checkpoints: expected an integer >= 1, got 0"),
         ("train.init_from.include=encoder", "train.init_from.include: expected a list of strings, got 'encoder'"),
