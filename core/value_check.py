@@ -103,12 +103,12 @@ def _mismatch(value: Any, hint: Any) -> str | None:
                 return f"{_describe(base)} {extra}"
         return None
     if hint is None or hint is type(None):
-        return None if value is None else "null"
+        return None if value is None else "no key"
     if origin is Union or isinstance(hint, types.UnionType):
         options = get_args(hint)
         if any(_mismatch(value, option) is None for option in options):
             return None
-        return " or ".join(_describe(option) for option in options)
+        return _describe(hint)
     if origin is Literal:
         choices = get_args(hint)
         return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
@@ -147,7 +147,10 @@ def _describe(hint: Any) -> str:
     if origin is Annotated:
         return _describe(get_args(hint)[0])
     if hint is None or hint is type(None):
-        return "null"
+        return "no key"  # None is a key's default: leaving it out (or null) gives it
+    if get_origin(hint) is Union or isinstance(hint, types.UnionType):
+        alternatives = [a for option in get_args(hint) for a in (["true", "false"] if option is bool else [_describe(option)])]
+        return ", ".join(alternatives[:-1]) + " or " + alternatives[-1]
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     if hint in names:
         return names[hint]
@@ -158,8 +161,6 @@ def _describe(hint: Any) -> str:
         return f"a list of {_plural(args[0])}" if len(args) == 1 else "a list"
     if origin in (dict, collections.abc.Mapping) or hint in (dict, Mapping):
         return "a mapping"
-    if get_args(hint):
-        return " or ".join(_describe(option) for option in get_args(hint))
     return getattr(hint, "__name__", str(hint))
 
 
