@@ -39,7 +39,7 @@ def add_plugin_commands(sub: argparse._SubParsersAction, host: PluginHost) -> No
             continue
         try:
             impl.function(commands=PluginCommands(sub, impl.plugin_name, owners))
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             host.fail(impl.plugin_name, packages.get(impl.plugin_name, "unknown"), error)
 
 

@@ -96,8 +96,10 @@ def section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def parse_section(schema: type[T], config: Mapping[str, Any], name: str) -> T:
-    """Build the dataclass ``schema`` from section ``name``; unknown keys name the closest."""
+    """Build the dataclass ``schema`` from section ``name``; unknown keys name the closest, and
+    each value is checked against its field's hint and ``Range``."""
     from speechforge.registry import closest
+    from speechforge.value_check import check_keys
 
     values = section(config, name)
     known = [f.name for f in dataclasses.fields(schema)]  # type: ignore[arg-type]
@@ -106,6 +108,7 @@ def parse_section(schema: type[T], config: Mapping[str, Any], name: str) -> T:
             match = closest(key, known)
             hint = f"; did you mean {match}?" if match else ""
             raise ConfigError(f"{name}.{key}: unknown key{hint} (valid keys: {', '.join(known)})")
+    check_keys(schema, values, name)
     try:
         return schema(**values)
     except (TypeError, ValueError) as error:

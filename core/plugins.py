@@ -82,7 +82,7 @@ class PluginHost:
                 impls = [i for i in self.hook.register_components.get_hookimpls() if i.plugin is module]
                 for impl in impls:
                     impl.function(registry=self.registry)
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             self.manager.unregister(module)
             self.registry.remove_owner(name)
             self.fail(name, package, error)
@@ -124,7 +124,7 @@ class PluginHost:
             seen.add(ep.name)
             try:
                 module = ep.load()
-            except Exception as error:
+            except (Exception, SystemExit) as error:  # sys.exit() at import; KeyboardInterrupt still stops
                 self.fail(ep.name, package, error)
                 continue
             self.add(ep.name, module, package)

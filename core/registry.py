@@ -5,7 +5,9 @@ calls the factory with keyword arguments only: the keys of the component's confi
 the *context* its parent offers (``d_model``, ``heads``, ...). A factory takes the context keys
 it names in its signature and ignores the rest, so an ``ffn`` that does not care about
 ``heads`` simply does not declare it. Config keys are checked against the signature before the
-call, so a misspelt key fails with its dotted path and the closest valid name.
+call, so a misspelt key fails with its dotted path and the closest valid name, and each value
+against the hint (and ``Range``) of its parameter (:mod:`speechforge.value_check`); a
+``ValueError`` the factory raises becomes a ConfigError naming the component's path.
 
 Children are built through :func:`build_component` from inside a factory; the registry and the
 dotted config path of the parent are carried in context variables, so error messages always
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from speechforge.errors import ConfigError, RegistryError
+from speechforge.value_check import check_keys
 
 _current_registry: contextvars.ContextVar[ComponentRegistry | None] = contextvars.ContextVar(
     "speechforge_registry", default=None
@@ -169,6 +172,8 @@ class ComponentRegistry:
         path_token = _current_path.set(path)
         try:
             built = component.factory(**arguments)
+        except ValueError as error:  # a factory refusing a value (heads not dividing d_model)
+            raise ConfigError(f"{path}: {error}") from error
         finally:
             _current_path.reset(path_token)
             _current_registry.reset(registry_token)
@@ -231,6 +236,7 @@ def _bind_arguments(
                 f"{component.name!r}{_did_you_mean(key, valid)}"
                 f" (valid keys: {', '.join(valid) or 'none'})"
             )
+    check_keys(component.factory, kwargs, path)
     arguments = {
         k: ComponentConfig(v, join_path(path, k)) if isinstance(v, Mapping) and "type" in v else v
         for k, v in kwargs.items()

@@ -4,13 +4,13 @@ checkpoint (``checkpoint_save``) are taken from the newest chosen one."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 from speechforge.decode.recognizer import AVERAGED
-from speechforge.errors import CheckpointError
+from speechforge.errors import CheckpointError, ConfigError
 from speechforge.train.checkpoint import average_checkpoints, load_checkpoint, plugin_entries, save_checkpoint
+from speechforge.train.run_log import read_train_log
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def valid_losses(exp_dir: Path) -> dict[int, float]:
-    """Validation loss per finished epoch, from train_log.jsonl."""
-    losses = {}
-    log_path = exp_dir / "train_log.jsonl"
-    if log_path.is_file():
-        for line in log_path.read_text().splitlines():
-            record = json.loads(line)
-            if record.get("valid_loss") is not None:
-                losses[record["epoch"]] = record["valid_loss"]
-    return losses
+    """Validation loss per finished epoch, from train_log.jsonl (a torn line skipped)."""
+    return {r["epoch"]: r["valid_loss"] for r in read_train_log(exp_dir) if r.get("valid_loss") is not None and "epoch" in r}
 
 
 def select(exp_dir: Path, num: int, by: str) -> list[Path]:
@@ -47,6 +40,8 @@ def select(exp_dir: Path, num: int, by: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.num < 1:
+        raise ConfigError(f"--num: how many checkpoints to average, at least 1, got {args.num}")
     chosen = select(args.exp_dir, args.num, args.by)
     entries = plugin_entries(load_checkpoint(chosen[-1]))
     save_checkpoint({**entries, "model": average_checkpoints(chosen), "averaged": [p.name for p in chosen]}, args.exp_dir / AVERAGED)

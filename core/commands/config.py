@@ -8,6 +8,7 @@ from torch import nn
 
 from speechforge.builder import build_model
 from speechforge.config import load_config, to_yaml
+from speechforge.train.options import check_runtime_sections
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +33,7 @@ def parameter_table(model: nn.Module, depth: int) -> list[tuple[str, int]]:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
+    check_runtime_sections(config)
     print(to_yaml(config), end="")
     if args.params:
         config.setdefault("vocab_size", (config.get("tokenizer") or {}).get("vocab_size", 0))

@@ -5,6 +5,8 @@ real-time factor beside them.
 Each batch is encoded once per chunk setting and every method searches that encoding (WeNet's
 encode once, decode many); a method's real-time factor counts the shared encoding and its own
 search. ``--option METHOD.key=value`` reaches that search's factory over ``decode.options``.
+Hypotheses are appended to ``hyp.partial`` batch by batch, so a rerun after a crash decodes
+only what is missing.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from speechforge.data.audio import load_audio
 from speechforge.data.data_dir import Utterance, read_data_dir, write_table
 from speechforge.data.duration_batch_sampler import DurationBatchSampler
 from speechforge.data.speech_dataset import SkipCounter, Skipped
+from speechforge.decode.partial_hypotheses import PartialHypotheses
 from speechforge.decode.recognizer import Recognizer
 from speechforge.decode.search_options import OPTION_FORMAT, check_override_methods, parse_option_overrides, search_options, takes
 from speechforge.errors import DataError
@@ -81,13 +84,31 @@ def decode_utterances(
     chunk_size: int = -1,
     num_left_chunks: int = -1,
     max_seconds: float = 120.0,
+    partial: Mapping[str, PartialHypotheses] | None = None,
+    max_utterance_seconds: float = 0.0,
 ) -> dict[str, DecodeResult]:
     """Decode in duration-sorted batches, each encoded once and read by every search of
     ``searches`` (method name -> built search). Unreadable audio gets an empty hypothesis and
-    is counted, so scoring still sees every reference. Returns one result per method."""
-    sampler = DurationBatchSampler([u.duration for u in utterances], max_seconds, shuffle=False)
-    results = {method: DecodeResult({}, 0.0, 0.0, 0) for method in searches}
+    is counted, so scoring still sees every reference. Returns one result per method.
+
+    With ``partial`` (method -> its :class:`PartialHypotheses`), each batch's hypotheses are
+    appended as soon as they exist, and utterances every method already has are not decoded
+    again (a rerun after a crash continues). Utterances longer than ``max_utterance_seconds``
+    (0: no limit) are refused like unreadable audio: an empty hypothesis, counted."""
+    partial = partial or {}
+    finished = set.intersection(*(set(p.done) for p in partial.values())) if len(partial) == len(searches) and partial else set()
+    results = {method: DecodeResult({u: partial[method].done[u] for u in finished} if finished else {}, 0.0, 0.0, 0) for method in searches}
+    utterances = [u for u in utterances if u.utt_id not in finished]
     skips = SkipCounter()
+    if max_utterance_seconds:
+        for u in [u for u in utterances if u.duration > max_utterance_seconds]:
+            skips.add(Skipped(u.utt_id, f"{u.duration:.1f} s, longer than decode.max_utterance_seconds ({max_utterance_seconds:g} s)"))
+            for result in results.values():
+                result.hyps[u.utt_id] = ""
+        utterances = [u for u in utterances if u.duration <= max_utterance_seconds]
+    if finished:
+        log.info("continuing a decode: %d utterances already decoded", len(finished))
+    sampler = DurationBatchSampler([u.duration for u in utterances], max_seconds, shuffle=False)
     for indices in sampler:
         batch, waves = [], []
         for i in indices:
@@ -112,6 +133,8 @@ def decode_utterances(
             result.decode_seconds += encode_seconds + time.perf_counter() - started
             result.audio_seconds += float(lens.sum()) / recognizer.sample_rate
             result.hyps.update({u.utt_id: t for u, t in zip(batch, texts)})
+            if method in partial:
+                partial[method].append({u.utt_id: t for u, t in zip(batch, texts)})
     for result in results.values():
         result.skipped = skips.total()
     return results
@@ -148,11 +171,16 @@ def run(args: argparse.Namespace) -> int:
         utterances = read_data_dir(data_dir)
         refs = {u.utt_id: u.text for u in utterances}
         for chunk_size in chunk_sizes:
-            results = decode_utterances(recognizer, utterances, searches, chunk_size, num_left_chunks, args.max_seconds)
             resolved, _ = recognizer.model.encoder.resolve_chunk(chunk_size, num_left_chunks, 0)  # 0: its own chunk
+            out_dirs = {m: args.exp_dir / "decode" / data_dir.name / method_label(m, resolved) for m in methods}
+            partial = {m: PartialHypotheses(out_dirs[m] / "hyp.partial") for m in methods}
+            results = decode_utterances(
+                recognizer, utterances, searches, chunk_size, num_left_chunks, args.max_seconds, partial, defaults.max_utterance_seconds
+            )
             for method, result in results.items():
-                out_dir = args.exp_dir / "decode" / data_dir.name / method_label(method, resolved)
+                out_dir = out_dirs[method]
                 write_table(out_dir / "hyp", result.hyps)
+                partial[method].finish()
                 write_table(out_dir / "ref", refs)
                 atomic_write_text(
                     out_dir / "decode.json",

@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def score_dir(decode_dir: Path) -> dict:
     refs = read_table(decode_dir / "ref", allow_empty_values=True)
     hyps = read_table(decode_dir / "hyp", allow_empty_values=True)
+    missing = sorted(set(refs) - set(hyps))
+    if missing:
+        log.warning("%s: %d utterances have no hypothesis and count as deleted (first: %s)", decode_dir / "hyp", len(missing), ", ".join(missing[:3]))
     rates = error_rates(refs, hyps)
     atomic_write_text(decode_dir / "align.txt", alignment_report(refs, hyps))
     atomic_write_text(decode_dir / "wer.json", json.dumps(asdict(rates), indent=2))

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     check_override_methods(overrides, [method, final_method])
     search = recognizer.search(method, **method_options(recognizer, method, defaults, args.beam_size, overrides.get(method)))
     stream = StreamingDecoder(model, search, args.chunk_size, args.num_left_chunks)
-    wave = load_audio(args.audio, recognizer.sample_rate)
+    wave = load_audio(args.audio, recognizer.sample_rate, resample=True)
     piece = stream.window.stride * model.frontend.hop_length  # samples of one chunk
     for start in range(0, wave.numel(), piece):
         started = time.perf_counter()

@@ -6,11 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from speechforge.config import load_config, section
+from speechforge.config import load_config, parse_section
 from speechforge.data.data_dir import read_table
-from speechforge.errors import ConfigError
 from speechforge.text.bpe_tokenizer import BPETokenizer
 from speechforge.text.char_tokenizer import CharTokenizer
+from speechforge.train.options import TokenizerOptions
 
 log = logging.getLogger(__name__)
 
@@ -25,17 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = section(load_config(args.config, args.overrides), "tokenizer")
-    kind = options.pop("type", "bpe")
+    options = parse_section(TokenizerOptions, load_config(args.config, args.overrides), "tokenizer")
     texts = list(read_table(args.text, allow_empty_values=True).values())
-    if kind == "bpe":
-        tokenizer = BPETokenizer.train(texts, int(options.pop("vocab_size", 256)))
-    elif kind == "char":
-        tokenizer = CharTokenizer.train(texts)
+    if options.type == "bpe":
+        tokenizer = BPETokenizer.train(texts, options.vocab_size)
     else:
-        raise ConfigError(f"tokenizer.type: bpe or char, got {kind!r}")
-    if options:
-        raise ConfigError(f"tokenizer.{next(iter(options))}: unknown key for tokenizer {kind!r}")
+        tokenizer = CharTokenizer.train(texts)
     tokenizer.save(args.exp_dir / "tokenizer")
-    log.info("tokenizer %s with %d ids written to %s", kind, tokenizer.vocab_size, args.exp_dir / "tokenizer")
+    log.info("tokenizer %s with %d ids written to %s", options.type, tokenizer.vocab_size, args.exp_dir / "tokenizer")
     return 0

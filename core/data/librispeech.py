@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from speechforge.data.audio import audio_duration
-from speechforge.data.data_dir import Utterance, write_data_dir
+from speechforge.data.data_dir import Utterance, read_lines, write_data_dir
 from speechforge.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -29,16 +29,24 @@ def read_split(split_dir: Path) -> list[Utterance]:
     transcripts = sorted(split_dir.glob("*/*/*.trans.txt"))
     if not transcripts:
         raise DataError(f"{split_dir}: no */*/*.trans.txt transcript files")
+    unreadable = []
     for trans in transcripts:
-        for number, line in enumerate(trans.read_text().splitlines(), start=1):
+        for number, line in enumerate(read_lines(trans), start=1):
             if not line.strip():
                 continue
-            utt_id, _, text = line.strip().partition(" ")
+            utt_id, *rest = line.strip().split(None, 1)
             audio = trans.parent / f"{utt_id}.flac"
             if not audio.is_file():
                 raise DataError(f"{trans}:{number}: {audio.name} does not exist")
+            try:
+                duration = audio_duration(audio)
+            except DataError as error:  # one damaged file costs that utterance, not the split
+                unreadable.append(str(error))
+                continue
             speaker = utt_id.split("-")[0]
-            utterances.append(Utterance(utt_id, str(audio.resolve()), text.strip(), speaker, audio_duration(audio)))
+            utterances.append(Utterance(utt_id, str(audio.resolve()), rest[0].strip() if rest else "", speaker, duration))
+    if unreadable:
+        log.warning("%s: skipped %d unreadable FLAC files: %s", split_dir, len(unreadable), "; ".join(unreadable[:3]))
     return utterances
 
 

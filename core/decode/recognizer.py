@@ -11,7 +11,7 @@ from speechforge.builder import build_model
 from speechforge.config import load_config
 from speechforge.data.audio import load_audio
 from speechforge.decode.search_options import check_configured_methods, read_decode_options, search_options
-from speechforge.errors import CheckpointError, ConfigError
+from speechforge.errors import CheckpointError, ConfigError, DataError
 from speechforge.interfaces import SearchMethod
 from speechforge.lm.ngram_lm import NgramLM
 from speechforge.modules.inference_transform import optimize_for_cpu_inference
@@ -135,6 +135,12 @@ class Recognizer:
             wave = load_audio(audio, self.sample_rate)
         else:
             wave = torch.as_tensor(audio, dtype=torch.float32).flatten()
+        limit = self.decode_options.max_utterance_seconds
+        if limit and wave.numel() > limit * self.sample_rate:
+            raise DataError(
+                f"{audio if isinstance(audio, (str, Path)) else 'the waveform'}: {wave.numel() / self.sample_rate:.1f} s, longer than "
+                f"decode.max_utterance_seconds ({limit:g} s); split it, or raise the limit if memory allows"
+            )
         return self.decode_batch(wave.unsqueeze(0), torch.tensor([wave.numel()]), method, **options)[0]
 
 

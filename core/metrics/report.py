@@ -12,14 +12,15 @@ from typing import Any
 import matplotlib
 
 from speechforge.metrics.epoch_summary import SPLITS, epoch_table
+from speechforge.train.run_log import read_train_log
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
 def read_log(exp_dir: Path) -> list[dict[str, Any]]:
-    path = exp_dir / "train_log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    """The run's ``train_log.jsonl`` records; a torn line is skipped with a warning."""
+    return read_train_log(exp_dir)
 
 
 def plot_losses(records: Sequence[dict[str, Any]], path: Path) -> bool:

@@ -11,7 +11,7 @@ forward under the same chunk mask.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ from speechforge.modules.positional_encoding import PositionalEncoding
 from speechforge.modules.rel_positional_encoding import RelPositionalEncoding
 from speechforge.modules.subsampling import Conv2dSubsampling
 from speechforge.registry import build_component
+from speechforge.value_check import Range
 
 POS_ENCODINGS = ("rel", "abs", "none")
 
@@ -53,14 +54,14 @@ class BlockStackEncoder(StreamingEncoder):
         attention: Mapping[str, Any] | None = None,
         pos_enc: str | None = None,
         ffn: Mapping[str, Any] | None = None,
-        d_model: int = 256,
-        heads: int = 4,
-        num_blocks: int = 12,
+        d_model: Annotated[int, Range(ge=1)] = 256,
+        heads: Annotated[int, Range(ge=1)] = 4,
+        num_blocks: Annotated[int, Range(ge=1)] = 12,
         subsampling: int = 4,
         subsampling_channels: int = 0,
         subsampling_norm: str = "none",
-        dropout: float = 0.1,
-        pos_dropout: float = 0.1,
+        dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1,
+        pos_dropout: Annotated[float, Range(ge=0, lt=1)] = 0.1,
         causal: bool = False,
         use_dynamic_chunk: bool = False,
         use_dynamic_left_chunk: bool = False,

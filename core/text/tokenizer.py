@@ -51,4 +51,7 @@ def load_tokenizer(directory: Path) -> Tokenizer:
     kinds = {"bpe": BPETokenizer, "char": CharTokenizer}
     if meta.get("type") not in kinds:
         raise ConfigError(f"{meta_path}: unknown tokenizer type {meta.get('type')!r}; known: {', '.join(kinds)}")
-    return kinds[meta["type"]].load(Path(directory))
+    try:
+        return kinds[meta["type"]].load(Path(directory))
+    except OSError as error:  # tokenizer.json is there, the units or model file it needs is not
+        raise ConfigError(f"{error.filename or directory}: cannot read the {meta['type']} tokenizer's file: {error.strerror or error}") from error

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,24 @@ CORE_ENTRIES = ("model", "optimizer", "scheduler", "scaler", "progress", "rng", 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``:
-    a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    a crash leaves either the old file or the new one, never half of one. A write that fails
+    (a full disk) removes the temporary file and raises CheckpointError naming ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({error.strerror or error})") from error
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) or (isinstance(error, RuntimeError) and "write" in str(error)):
+            # a full disk: torch.save reports it as an OSError or as its own RuntimeError
+            raise CheckpointError(f"{path}: cannot write the checkpoint ({error}); what was there before is kept") from error
         raise
 
 
@@ -50,9 +57,25 @@ def plugin_entries(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k not in CORE_ENTRIES}
 
 
+def shape_mismatches(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], limit: int = 3) -> list[str]:
+    """``key: SHAPE_A vs SHAPE_B`` for the first ``limit`` keys both hold with other shapes."""
+    return [
+        f"{key}: {tuple(found[key].shape)} vs {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in found and tuple(found[key].shape) != tuple(value.shape)
+    ][:limit]
+
+
 def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path) -> None:
-    """``load_state_dict`` whose error names the checkpoint and the mismatching keys."""
-    result = model.load_state_dict(state_dict, strict=False)
+    """``load_state_dict`` whose error names the checkpoint and the mismatching keys (with
+    both shapes when the checkpoint is of another vocabulary or width)."""
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # size mismatches; load-time hooks may have renamed the keys
+        mismatched = shape_mismatches(model.state_dict(), state_dict) or [str(error).splitlines()[-1].strip()]
+        raise CheckpointError(
+            f"{source}: a model of another shape (checkpoint vs model): {'; '.join(mismatched)}"
+        ) from error
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{source}: does not fit the model: missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
@@ -65,8 +88,13 @@ def average_checkpoints(paths: Sequence[Path]) -> dict[str, torch.Tensor]:
     if not paths:
         raise CheckpointError("no checkpoints to average")
     total: dict[str, torch.Tensor] = {}
+    first: dict[str, torch.Tensor] = {}
     for path in paths:
         model = load_checkpoint(path)["model"]
+        first = first or model
+        if model.keys() != first.keys() or shape_mismatches(model, first):
+            differences = shape_mismatches(model, first) or [f"keys differ: {sorted(set(model) ^ set(first))[:3]}"]
+            raise CheckpointError(f"{path}: not the model of {paths[0]} ({paths[0].name} vs this): {'; '.join(differences)}")
         for key, value in model.items():
             if value.is_floating_point():
                 total[key] = total[key] + value.double() if key in total else value.double()

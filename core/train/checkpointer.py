@@ -25,6 +25,23 @@ from speechforge.train.training_state import TrainingState
 log = logging.getLogger(__name__)
 
 
+def rng_states() -> dict[str, Any]:
+    """The global random states: torch's CPU generator, Python's, and every CUDA device's
+    when CUDA is in use (dropout masks on a GPU come from the CUDA generators)."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Undo :func:`rng_states`; CUDA states are restored when saved and CUDA is available."""
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 class Checkpointer:
     """Saves and restores one run's model, optimizer, scheduler and scaler in ``directory``."""
 
@@ -64,7 +81,7 @@ class Checkpointer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "progress": asdict(training),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "rng": rng_states(),
         }
         path = self.directory / f"{name}.pt"
         if self.is_main:
@@ -75,8 +92,14 @@ class Checkpointer:
         return path
 
     def _prune_step_checkpoints(self) -> None:
-        steps = sorted(self.directory.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
-        for old in steps[: max(0, len(steps) - self.keep_step_checkpoints)]:
+        """Remove the oldest ``step_*.pt`` beyond ``keep_step_checkpoints``, never the one
+        ``latest`` names (a resumed run's newest may be older than a previous run's files)."""
+        current = self.latest()
+        steps = sorted(
+            (p for p in self.directory.glob("step_*.pt") if p != current), key=lambda p: int(p.stem.split("_")[1])
+        )
+        kept = self.keep_step_checkpoints - (current is not None and current.name.startswith("step_"))
+        for old in steps[: max(0, len(steps) - kept)]:
             old.unlink(missing_ok=True)
 
     def resume(self) -> TrainingState | None:
@@ -89,8 +112,7 @@ class Checkpointer:
         self.strategy.load(self.model, self.optimizer, state, path)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
+        restore_rng_states(state["rng"])
         self.host.hook.checkpoint_load(state=state, model=self.model)
         training = TrainingState(**state["progress"])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", path, training.step, training.epoch, training.batch_in_epoch)

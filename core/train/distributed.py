@@ -1,6 +1,7 @@
 """torchrun integration: one process per device, gloo on CPU, nccl on CUDA."""
 from __future__ import annotations
 
+import datetime
 import gc
 import importlib
 import logging
@@ -40,8 +41,12 @@ class DistributedContext:
         return self.world_size > 1
 
 
-def init_distributed() -> DistributedContext:
-    """Read torchrun's environment; start the process group when there are several ranks."""
+def init_distributed(timeout_s: float = 1800.0) -> DistributedContext:
+    """Read torchrun's environment; start the process group when there are several ranks.
+
+    ``timeout_s`` bounds how long a collective waits for the other ranks (``train.ddp_timeout_s``):
+    when one dies, the others fail after it instead of hanging, and torchrun's summary names
+    the rank that failed first."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -54,7 +59,7 @@ def init_distributed() -> DistributedContext:
         # Its functions bind ``group=group.WORLD`` as default arguments at import; imported after
         # the group starts (torch.distributed.fsdp imports it), they would hold it for good.
         importlib.import_module("torch.distributed.nn.functional")
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return DistributedContext(rank, local_rank, world_size, device)
 
 

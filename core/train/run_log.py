@@ -5,14 +5,46 @@ and the per-epoch progress bar. Only rank 0 writes; on the other ranks every cal
 ``elapsed``, ``lr``, ``audio_s_per_s``, ``train_<part>`` for each part of the forward output,
 plus what ``after_train_step`` hooks return) every ``log_interval`` steps and at step 1, and
 one validation record per epoch (``valid_<key>`` for each key of the forward output, with
-``partial: true`` when a budget ended the epoch early).
+``partial: true`` when a budget ended the epoch early). A kill or a full disk during an
+append can leave a torn line: the next run's first append ends it, and
+:func:`read_train_log` skips it with a warning naming the file and line.
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+log = logging.getLogger(__name__)
+
+
+def read_train_log(exp_dir: Path) -> list[dict[str, Any]]:
+    """The records of ``exp_dir/train_log.jsonl`` ([] without one); a line that is not a JSON
+    object (torn by a kill mid-append) is skipped with a warning naming it."""
+    path = Path(exp_dir) / "train_log.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif line.strip():
+            log.warning("%s:%d: not a complete JSON record (torn by a kill or a full disk?), skipped", path, number)
+    return records
+
+
+def _ends_mid_line(f: BinaryIO) -> bool:
+    if f.seek(0, os.SEEK_END) == 0:
+        return False
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) != b"\n"
 
 
 class RunLog:
@@ -73,8 +105,9 @@ class RunLog:
     def record(self, record: Mapping[str, Any]) -> None:
         """Append one record to ``train_log.jsonl``."""
         if self.is_main:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            with open(self.path, "a+b") as f:
+                start = b"\n" if _ends_mid_line(f) else b""  # end a line torn by a kill
+                f.write(start + json.dumps(record).encode() + b"\n")
 
     def close(self) -> None:
         self.end_epoch()

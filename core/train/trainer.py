@@ -23,19 +23,20 @@ from torch.utils.data import DataLoader
 
 from speechforge.builder import build_model, task_needs_transcripts
 from speechforge.config import parse_section, save_config
-from speechforge.data.data_dir import read_data_dir
+from speechforge.data.data_dir import Utterance, read_data_dir
 from speechforge.data.duration_batch_sampler import DurationBatchSampler
 from speechforge.data.speech_dataset import Batch, SkipCounter, SpeechDataset, collate, filter_utterances
 from speechforge.data.subset import check_subset, take_subset
-from speechforge.errors import ConfigError, SpeechforgeError
+from speechforge.errors import ConfigError, DataError, SpeechforgeError
 from speechforge.interfaces import Progress
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import Tokenizer, load_tokenizer
+from speechforge.text.unknown_characters import describe_unknown, unknown_characters
 from speechforge.train.checkpointer import Checkpointer
 from speechforge.train.distributed import DistributedContext, all_reduce_flag, all_reduce_sum, init_distributed
 from speechforge.train.init_from import init_from
 from speechforge.train.optimizer import make_optimizer
-from speechforge.train.options import DataOptions, InitFromOptions, OptimOptions, SchedulerOptions, SubsetOptions, TrainOptions
+from speechforge.train.options import DataOptions, InitFromOptions, OptimOptions, SchedulerOptions, SubsetOptions, TrainOptions, check_runtime_sections
 from speechforge.train.parallel_strategy import make_strategy
 from speechforge.train.run_log import RunLog
 from speechforge.train.scheduler import Schedule, make_scheduler
@@ -74,6 +75,7 @@ class Trainer:
     def __init__(self, config: Mapping[str, Any], exp_dir: Path, host: PluginHost | None = None, resume: bool = False) -> None:
         self.exp_dir = Path(exp_dir)
         self.host = host or default_host()
+        check_runtime_sections(config)
         self.data_opts = parse_section(DataOptions, config, "data")
         self.optim_opts = parse_section(OptimOptions, config, "optim")
         self.sched_opts = parse_section(SchedulerOptions, config, "scheduler")
@@ -86,7 +88,7 @@ class Trainer:
             raise ConfigError(f"train.precision: one of {', '.join(PRECISIONS)}, got {self.opts.precision!r}")
         if not self.data_opts.train:
             raise ConfigError("data.train: missing; the data dir to train on")
-        self.ctx: DistributedContext = init_distributed()
+        self.ctx: DistributedContext = init_distributed(self.opts.ddp_timeout_s)
         torch.set_num_threads(self.opts.num_threads or max(1, (torch.get_num_threads() or 1) // self.ctx.world_size))
         torch.manual_seed(self.opts.seed)
         random.seed(self.opts.seed)
@@ -96,8 +98,6 @@ class Trainer:
         resuming = resume and (self.exp_dir / "checkpoints" / "latest").is_file()
         initialize = partial(init_from, options=self.init_opts) if self.init_opts.checkpoint and not resuming else None
         self.model = build_model(self.config, self.host, initialize).to(self.ctx.device)
-        if self.ctx.is_main:
-            save_config(self.config, self.exp_dir / "config.yaml")
         self.sample_rate = int(getattr(self.model, "frontend").sample_rate)
         self.skips = SkipCounter()
         self.train_loader, self.sampler = self._loader(self.data_opts.train, training=True)
@@ -124,7 +124,9 @@ class Trainer:
             self.ctx.is_main,
         )
         if resuming:
-            self.resume()
+            self.resume()  # a checkpoint that does not fit fails here, before anything is written
+        if self.ctx.is_main:
+            save_config(self.config, self.exp_dir / "config.yaml")
 
     # -- set-up ---------------------------------------------------------------------------------
     def _loader(self, data_dir: str, training: bool) -> tuple[DataLoader, DurationBatchSampler]:
@@ -134,6 +136,8 @@ class Trainer:
             raise ConfigError(f"data.{'train' if training else 'valid'}: no usable utterances in {data_dir}")
         if training and self.subset_opts is not None:
             kept = take_subset(kept, self.subset_opts)
+        if training and self.tokenizer is not None:
+            self._check_characters(kept, data_dir)
         dataset = SpeechDataset(
             kept,
             self.tokenizer,
@@ -160,6 +164,19 @@ class Trainer:
             persistent_workers=False,
         )
         return loader, sampler
+
+    def _check_characters(self, utterances: list[Utterance], data_dir: str) -> None:
+        """Count the transcript characters the tokenizer cannot write; ``data.unknown_characters``
+        says whether that is a warning or an error."""
+        assert self.tokenizer is not None
+        unknown = unknown_characters(self.tokenizer, (u.text for u in utterances))
+        if not unknown:
+            return
+        message = describe_unknown(self.tokenizer, unknown, f"{data_dir}/text")
+        if self.data_opts.unknown_characters == "error":
+            raise DataError(f"{message} (data.unknown_characters: error)")
+        if self.ctx.is_main:
+            log.warning("%s", message)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         return make_optimizer(self.optim_opts, self.model.parameters())
@@ -213,6 +230,8 @@ class Trainer:
                 state.batch_in_epoch += 1
                 for skipped in batch.skipped:
                     self.skips.add(skipped)
+                if not batch.utt_ids and not self.ctx.enabled:  # every utterance was skipped (and counted)
+                    continue
                 window.append(batch)
                 if len(window) < self.opts.accum_grad:
                     continue
@@ -223,7 +242,7 @@ class Trainer:
                 window = []
                 if not finite:
                     bad_in_a_row += 1
-                    log.warning("step %d: non-finite loss, step skipped (%d in a row)", state.step + 1, bad_in_a_row)
+                    log.warning("step %d: non-finite loss or gradient norm, step skipped (%d in a row)", state.step + 1, bad_in_a_row)
                     if bad_in_a_row >= self.opts.max_bad_steps:
                         raise TrainingAborted(f"{bad_in_a_row} non-finite losses in a row at step {state.step}; lower optim.lr or check the data")
                     continue
@@ -268,7 +287,7 @@ class Trainer:
         """Forward/backward over the accumulated micro-batches, then one optimizer step.
 
         Returns the loss parts averaged over the window, and whether every rank saw finite
-        losses (otherwise nothing is updated on any rank).
+        losses and a finite gradient norm (otherwise nothing is updated on any rank).
         """
         progress = self.progress()
         self.host.hook.before_train_step(model=self.model, step=self.state.step, progress=progress)
@@ -292,9 +311,14 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return totals, False
         self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip or math.inf)
         if self.opts.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
             totals["grad_norm"] = float(norm)
+        # fp16's scaler skips an overflowing step itself (and lowers its scale); otherwise a
+        # non-finite gradient with a finite loss would write NaN into every weight
+        if not self.scaler.is_enabled() and all_reduce_flag(not bool(torch.isfinite(norm)), self.ctx):
+            self.optimizer.zero_grad(set_to_none=True)
+            return totals, False
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.progress()  # the schedule's time fraction, from the elapsed time
