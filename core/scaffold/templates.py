@@ -41,10 +41,10 @@ $config_snippet
 ```
 
 ```bash
-pip install .                                 # speechforge finds it through its entry point
-python -m pytest tests                        # builds a model with $component
-speechforge plugins --check $distribution     # hooks, names, and a forward pass of the contract
-speechforge plugins --show $kind $component   # its keys, types, defaults, and where its code is
+pip install .  # speechforge finds the plugin through its entry point
+python -m pytest tests  # builds a model with $component
+speechforge plugins --check $distribution  # hooks, names, a forward pass of the contract
+speechforge plugins --show $kind $component  # its keys, defaults, and where its code is
 ```
 '''
 
@@ -290,6 +290,7 @@ def test_a_model_with_${component}_trains_one_step():
 
 TESTS = {
     "ffn": _TEST_HEADER + '''
+
 CONFIG["encoder"]["ffn"] = {"type": "$component", "hidden": 24}
 ''' + _TRAINS + '''
 
@@ -302,6 +303,7 @@ def test_${component}_keeps_the_shape_and_is_position_wise():
     torch.testing.assert_close(ffn(x[:, 3:4]), out[:, 3:4])  # each frame on its own
 ''',
     "attention": _TEST_HEADER + '''
+
 CONFIG["encoder"].update(pos_enc="abs", attention={"type": "$component"})
 ''' + _TRAINS + '''
 
@@ -316,6 +318,7 @@ def test_${component}_ignores_masked_keys():
     assert cache is None
 ''',
     "loss": _TEST_HEADER + '''
+
 CONFIG["losses"] = [{"type": "$component", "weight": 1.0}]
 ''' + _TRAINS + '''
 
