@@ -90,6 +90,10 @@ def check_distribution(host: PluginHost, distribution: str) -> CheckReport:
         if loaded is None:
             failures = [f for f in host.failed if f.name == ep.name]
             report.problem(failures[0].describe() if failures else f"plugin {ep.name!r} did not load")
+            try:  # its hooks were checked when it failed; they are not unreachable
+                modules.append(ep.load())
+            except Exception:
+                pass
             continue
         modules.append(loaded.module)
         for kind, names in sorted(loaded.components.items()):
@@ -103,7 +107,8 @@ def check_distribution(host: PluginHost, distribution: str) -> CheckReport:
 def _check_hook_implementations(
     host: PluginHost, dist: importlib.metadata.Distribution, entry_modules: list[object], report: CheckReport
 ) -> None:
-    """Report hook implementations with no spec, and those no entry-point module exposes."""
+    """Report hook implementations outside the entry-point modules (whose hooks are checked
+    when they load): with a name no spec declares, or else never called."""
     known = sorted(n for n, caller in vars(host.hook).items() if caller.has_spec())
     exposed = {id(value) for module in entry_modules for value in vars(module).values()}
     for module_name, module in _dist_modules(dist, report):
@@ -112,6 +117,8 @@ def _check_hook_implementations(
                 continue
             if getattr(value, "__module__", None) != module_name:
                 continue  # imported from elsewhere; checked where it is defined
+            if id(value) in exposed:
+                continue
             where = f"{module_name}:{attribute}"
             if attribute not in known:
                 match = closest(attribute, known)
@@ -119,7 +126,7 @@ def _check_hook_implementations(
                     f"hook implementation {where} names no hook spec"
                     + (f"; did you mean {match}?" if match else f" (hooks: {', '.join(known)})")
                 )
-            elif id(value) not in exposed:
+            else:
                 report.problem(
                     f"hook implementation {where} is not reachable from the entry-point module "
                     "(import it there, or point the entry point at its module), so it is never called"

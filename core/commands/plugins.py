@@ -3,7 +3,7 @@
 Usage::
 
     speechforge plugins [--json]                  # table: plugin, package, kind, components
-    speechforge plugins --check DISTRIBUTION      # validate an installed plugin package
+    speechforge plugins --check DISTRIBUTION...   # validate installed plugin packages
     speechforge plugins --show KIND NAME          # a component's keys and its code
     speechforge plugins new NAME [--kind K] [--dir D] [--component C]   # scaffold a package
 """
@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--json", action="store_true", help="print a JSON list of objects")
-    what.add_argument("--check", metavar="DISTRIBUTION", help="validate an installed plugin package")
+    what.add_argument("--check", nargs="+", metavar="DISTRIBUTION", help="validate installed plugin packages")
     what.add_argument("--show", nargs=2, metavar=("KIND", "NAME"), help="a component's keys, defaults and code")
     parser.set_defaults(run=run)
     actions = parser.add_subparsers(dest="plugins_action", metavar="ACTION")
@@ -73,12 +73,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def run_check(distribution: str) -> int:
+def run_check(distributions: list[str]) -> int:
     from speechforge.plugin_check import check_distribution
 
-    report = check_distribution(default_host(), distribution)
-    print("\n".join(report.lines))
-    return 1 if report.problems else 0
+    reports = [check_distribution(default_host(), name) for name in distributions]
+    for report in reports:
+        print("\n".join(report.lines))
+    return 1 if any(report.problems for report in reports) else 0
 
 
 def run_new(args: argparse.Namespace) -> int:
