@@ -36,26 +36,41 @@ def speechforge(site: Path, *args: str, cwd: Path | None = None) -> subprocess.C
 
 
 @pytest.fixture(scope="session")
-def scaffolded(tmp_path_factory) -> tuple[Path, Path]:
-    """One package per scaffold kind (the first written by the CLI, the others by the function
-    it calls, to save interpreter start-ups), installed into one site."""
-    root, site = tmp_path_factory.mktemp("scaffold"), tmp_path_factory.mktemp("scaffold-site")
+def kit(tmp_path_factory) -> tuple[Path, Path]:
+    """One scaffolded package per kind (the first written by the CLI, the others by the
+    function it calls, to save interpreter start-ups) and a copy of the example package, all
+    installed into one site. Returns (packages folder, site)."""
+    root, site = tmp_path_factory.mktemp("kit"), tmp_path_factory.mktemp("kit-site")
     made = speechforge(site, "plugins", "new", f"demo-{KINDS[0]}", "--kind", KINDS[0], "--dir", str(root))
     assert made.returncode == 0, made.stderr
     assert made.stdout.startswith(f"wrote {root / 'demo-ffn'}: the ffn 'demo_ffn' in demo_ffn/ffn.py (5 files)")
     for kind in KINDS[1:]:
         write_package(PluginNames.from_distribution(f"demo-{kind}"), kind, root)
-    pip_install(site, *(root / f"demo-{kind}" for kind in KINDS))
+    shutil.copytree(EXAMPLE, root / EXAMPLE.name, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    pip_install(site, *(root / f"demo-{kind}" for kind in KINDS), root / EXAMPLE.name)
     return root, site
 
 
 @pytest.fixture(scope="session")
-def example_site(tmp_path_factory) -> Path:
-    source = tmp_path_factory.mktemp("example") / EXAMPLE.name
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    site = tmp_path_factory.mktemp("example-site")
-    pip_install(site, source)
-    return site
+def example_site(kit) -> Path:
+    return kit[1]
+
+
+@pytest.fixture(scope="session")
+def kit_checked(kit) -> dict[str, str]:
+    """One ``plugins --check`` of every kit package; its report per distribution."""
+    names = [f"demo-{kind}" for kind in KINDS] + [EXAMPLE.name]
+    checked = speechforge(kit[1], "plugins", "--check", *names)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    reports: dict[str, str] = {}
+    current = ""
+    for line in checked.stdout.splitlines():
+        first = line.split(" ", 1)[0]
+        if first in names:  # each report opens with "DISTRIBUTION VERSION: ..."
+            current = first
+        reports[current] = reports.get(current, "") + line + "\n"
+    assert list(reports) == names, checked.stdout
+    return reports
 
 
 BROKEN = {
@@ -132,21 +147,18 @@ def broken_site(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_scaffolded_packages_pass_their_own_tests_and_the_check(scaffolded):
-    root, site = scaffolded
+def test_scaffolded_packages_and_the_example_pass_their_own_tests_and_the_check(kit, kit_checked):
+    root, site = kit
     env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"}
-    tests = [str(root / f"demo-{kind}" / "tests") for kind in KINDS]
+    tests = [str(root / f"demo-{kind}" / "tests") for kind in KINDS] + [str(root / EXAMPLE.name / "tests")]
     ran = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib", *tests],
         capture_output=True, text=True, env=env, cwd=root, timeout=600,
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert f"{3 * 3 + 2} passed" in ran.stdout  # ffn/attention/loss: 3 tests each, search: 2
-    checked = speechforge(site, "plugins", "--check", *(f"demo-{kind}" for kind in KINDS))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    reports = checked.stdout.split("demo-")[1:]
-    assert [r.split(" ", 1)[0] for r in reports] == list(KINDS)
-    for kind, report in zip(KINDS, reports):
+    assert f"{3 * 3 + 2 + 6} passed" in ran.stdout  # ffn/attention/loss: 3 tests each, search: 2, example: 6
+    for kind in KINDS:
+        report = kit_checked[f"demo-{kind}"]
         component = f"{kind} 'demo_{kind}' (demo_{kind}.{kind}:Demo{kind.capitalize()})"
         expected = "not probed (kind 'search' has no shape contract)" if kind == "search" else "probed, "
         assert f"  {component}: {expected}" in report
@@ -166,11 +178,11 @@ def test_scaffold_refuses_bad_names_unknown_kinds_and_existing_folders(tmp_path)
 
 
 @pytest.mark.slow
-def test_the_example_checks_clean_and_shows_its_gated_ffn(example_site):
-    checked = speechforge(example_site, "plugins", "--check", "speechforge-plugin-example")
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "ffn 'gated' (speechforge_plugin_example.ffn:GatedFeedForward): probed, output (2, 7, 16)" in checked.stdout
-    assert "gate 'swish' (speechforge_plugin_example.gate:SwishGate): not probed (kind 'gate' has no shape contract)" in checked.stdout
+def test_the_example_checks_clean_and_shows_its_gated_ffn(example_site, kit_checked):
+    report = kit_checked[EXAMPLE.name]
+    assert "ffn 'gated' (speechforge_plugin_example.ffn:GatedFeedForward): probed, output (2, 7, 16)" in report
+    assert "gate 'swish' (speechforge_plugin_example.gate:SwishGate): not probed (kind 'gate' has no shape contract)" in report
+    assert report.rstrip().endswith("OK")
     shown = speechforge(example_site, "plugins", "--show", "ffn", "gated")
     assert shown.returncode == 0, shown.stderr
     lines = [" ".join(line.split()) for line in shown.stdout.splitlines()]
