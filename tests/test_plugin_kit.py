@@ -314,3 +314,16 @@ def test_a_component_of_a_failed_plugin_names_that_plugin_and_others_keep_workin
         build_model(tiny_config, host)
     tiny_config["encoder"]["ffn"] = {"type": "quarter"}
     assert type(build_model(tiny_config, host).encoder.blocks[0].feed_forward).__name__ == "Halving"
+
+
+def test_the_builtin_plugins_check_clean_and_a_loss_needing_a_decoder_is_not_probed():
+    from speechforge.plugin_check import check_distribution
+
+    report = check_distribution(create_host(), "speechforge")
+    assert report.problems == [], report.lines
+    assert "  attention 'flash' (speechforge_plugins.flash_attention.plugin:build_flash_attention): probed, output (2, 7, 16)" in report.lines
+    assert (
+        "  loss 'attention' (speechforge_plugins.u2pp.attention_loss:AttentionLoss): not probed (the probe model "
+        "cannot hold it: losses.0 needs a decoder of kind AttentionDecoder; the model has none "
+        "(add one under decoder: or decoders:))"
+    ) in report.lines
