@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-from collections.abc import Callable
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 

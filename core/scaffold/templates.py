@@ -33,8 +33,7 @@ packages = ["$package"]
 README = '''
 # $distribution
 
-A [speechforge](https://github.com/speechforge/speechforge) plugin: the `$kind` component
-`$component`.
+A speechforge plugin: the `$kind` component `$component`.
 
 ```yaml
 $config_snippet
