@@ -4,13 +4,18 @@ Built-in plugins (``speechforge_plugins.*``) are declared in the same group as t
 packages, so they load through exactly this path. A plugin that fails to import or to register
 is reported by name with its exception and skipped; the others still load. Implementing a
 hook name that no spec declares (a typo, a hook of another version) is such a failure too.
+A lifecycle hook (any hook but ``register_components`` and ``add_commands``, which fail the
+plugin instead) that raises stops the command with a :class:`PluginError` naming the plugin
+and the hook.
 """
 from __future__ import annotations
 
 import functools
 import importlib.metadata
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
@@ -21,6 +26,8 @@ from speechforge.registry import ComponentRegistry, closest
 
 ENTRY_POINT_GROUP = "speechforge.plugins"
 CORE_NAME = "speechforge"
+#: Hooks whose errors fail the plugin (recorded, the others keep working) rather than the command.
+LOADING_HOOKS = frozenset({"register_components", "add_commands"})
 log = logging.getLogger(__name__)
 
 
@@ -84,9 +91,11 @@ class PluginHost:
                     impl.function(registry=self.registry)
         except (Exception, SystemExit) as error:
             self.manager.unregister(module)
+            attempted = [(c.kind, c.name) for c in self.registry.components() if c.owner == name]
             self.registry.remove_owner(name)
-            self.fail(name, package, error)
+            self.fail(name, package, error, attempted)
             return
+        self._attribute_hook_errors(module, name, package)
         components: dict[str, list[str]] = {}
         for c in self.registry.components():
             if (c.kind, c.name) not in before:
@@ -106,11 +115,27 @@ class PluginHost:
         ]
         return "; ".join(problems)
 
-    def fail(self, name: str, package: str, error: BaseException) -> None:
+    def _attribute_hook_errors(self, module: object, name: str, package: str) -> None:
+        """Make each lifecycle hook of ``module`` raise a PluginError naming the plugin and the
+        hook, chained to the original error (``HookImpl.function`` is what pluggy calls)."""
+        for caller in self.manager.get_hookcallers(module) or []:
+            if caller.name in LOADING_HOOKS:
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is module:
+                    impl.function = _attributed(impl.function, f"plugin {name!r} (from {package})", caller.name)  # type: ignore[misc]
+
+    def fail(
+        self, name: str, package: str, error: BaseException, components: list[tuple[str, str]] | None = None
+    ) -> None:
         """Record that plugin ``name`` failed (to load, or later to add its commands) and log
-        it; ``speechforge plugins`` reports every failure and exits 1."""
+        it; ``speechforge plugins`` reports every failure and exits 1. A plugin that failed to
+        load is named in the registry's error for a component it would have provided
+        (``components``: the (kind, name) pairs it registered before failing)."""
         failure = FailedPlugin(name, package, error)
         self.failed.append(failure)
+        if all(p.name != name for p in self.loaded):
+            self.registry.note_failed_plugin(failure.describe(), components or [])
         log.warning(failure.describe())
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
@@ -134,6 +159,17 @@ class PluginHost:
             if p.name == name:
                 return p
         raise PluginError(f"no plugin {name!r} is loaded; loaded: {', '.join(p.name for p in self.loaded)}")
+
+
+def _attributed(function: Callable[..., Any], plugin: str, hook: str) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            raise PluginError(f"{plugin} failed in hook {hook}: {type(error).__name__}: {error}") from error
+
+    return call
 
 
 def create_host(entry_point_group: str = ENTRY_POINT_GROUP) -> PluginHost:

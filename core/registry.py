@@ -82,6 +82,7 @@ class ComponentRegistry:
         self._kinds: dict[str, Kind] = {}
         self._components: dict[str, dict[str, Component]] = {}
         self._owner = "speechforge"
+        self._failed_plugins: list[tuple[str, set[tuple[str, str]]]] = []
 
     # -- kinds -----------------------------------------------------------------------------
     def add_kind(self, name: str, base: type, doc: str = "") -> None:
@@ -134,6 +135,21 @@ class ComponentRegistry:
             for name in [n for n, c in per_kind.items() if c.owner == owner]:
                 del per_kind[name]
 
+    def note_failed_plugin(self, description: str, components: list[tuple[str, str]]) -> None:
+        """Remember a plugin that failed to load (``description`` says which and why) so that
+        looking up a name it would have provided says so; ``components`` are the (kind, name)
+        pairs it had registered before failing (none when it failed to import)."""
+        self._failed_plugins.append((description, set(components)))
+
+    def _failed_plugin_note(self, kind: str, name: str) -> str:
+        """Why ``name`` may be missing: the plugin that registered it failed, else every
+        plugin that failed before registering anything."""
+        owners = [d for d, names in self._failed_plugins if (kind, name) in names]
+        if owners:
+            return f"; it comes from {owners[0]}"
+        unknown = [d for d, names in self._failed_plugins if not names]
+        return "".join(f"; it may come from {d}" for d in unknown)
+
     # -- lookup ----------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
         return sorted(self._components[self.kind(kind).name])
@@ -144,7 +160,7 @@ class ComponentRegistry:
             known = sorted(components)
             raise RegistryError(
                 f"unknown {kind} {name!r}; known: {', '.join(known) or '(none)'}"
-                f"{_did_you_mean(name, known)}"
+                f"{_did_you_mean(name, known)}{self._failed_plugin_note(kind, name)}"
             )
         return components[name]
 
