@@ -134,7 +134,13 @@ def _check_hook_implementations(
 
 
 def _dist_modules(dist: importlib.metadata.Distribution, report: CheckReport) -> Iterator[tuple[str, object]]:
-    """The distribution's importable Python modules (from its RECORD), imported."""
+    """The distribution's importable Python modules (from its RECORD), imported.
+
+    Only files under the packages the distribution declares (``top_level.txt``) count: an
+    editable install's ``*.egg-info`` lists source paths (``core/x.py`` for the package
+    ``speechforge``), and importing those under their folder names would load the same code
+    a second time as other modules."""
+    top_level = set((dist.read_text("top_level.txt") or "").split())
     for path in dist.files or []:
         if path.suffix != ".py":
             continue
@@ -142,6 +148,8 @@ def _dist_modules(dist: importlib.metadata.Distribution, report: CheckReport) ->
         if parts[-1] == "__init__":
             parts.pop()
         if not parts or not all(p.isidentifier() for p in parts):  # scripts, ../bin, dist-info
+            continue
+        if top_level and parts[0] not in top_level:
             continue
         name = ".".join(parts)
         try:
