@@ -3,6 +3,7 @@ gradient), the teacher's shift, the student-only augmentations, the weighted lay
 parameter counts on the meta device, and a tiny pretrain -> fine-tune run."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -178,6 +179,8 @@ def test_tiny_pretrain_then_finetune_from_the_student(tmp_path, tiny_data_dir):
                "train": {"max_epochs": 1, "progress_bar": False, "seed": 3}}  # fmt: skip
     config = {**TINY_SSL, **runtime, "data": {"train": str(audio), "valid": str(audio), "max_seconds": 8.0, "num_workers": 0}}
     Trainer(config, tmp_path / "ssl", HOST).train()
+    records = [json.loads(line) for line in (tmp_path / "ssl" / "train_log.jsonl").read_text().splitlines()]
+    assert records[0]["ema_momentum"] == 0.999 and records[-1]["valid_loss"] > 0  # the plugin's hook moved the teacher
     exp = tmp_path / "asr"
     CharTokenizer.train([u.text for u in read_data_dir(tiny_data_dir)]).save(exp / "tokenizer")
     finetune = {
