@@ -334,7 +334,7 @@ def main() -> None:
         our_variant_times(ours, ctc_models["ours"], warmup, repeats, not (args.quick or args.no_compile))
     )
     result["loadavg_end"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -270,7 +270,7 @@ def main() -> None:
                 ratio = layer_seconds[f"padded_top{k}"] / layer_seconds[f"grouped_top{k}"]
                 result[f"layer_padded_vs_grouped_top{k}_b{batch}"] = ratio
     result["load_avg_1min_after"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

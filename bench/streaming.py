@@ -157,7 +157,7 @@ def main() -> None:
         "rtf_vs_full_ctc_prefix_beam": {m: {k: v / baseline for k, v in per.items()} for m, per in rtf.items()},
         "streaming": stream,
     }
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
