@@ -198,7 +198,7 @@ def _ddp_rank(rank: int, init_file: str, result_dir: str) -> None:
 @pytest.mark.slow
 def test_a_model_without_ctc_trains_under_ddp_without_unused_parameters(tmp_path):
     torch.multiprocessing.start_processes(_ddp_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, start_method="fork")
-    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert torch.equal(rank0, rank1)
     torch.manual_seed(0)
     initial = torch.cat([p.detach().flatten() for p in build_model(attention_only()).parameters()])
