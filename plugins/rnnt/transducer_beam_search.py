@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from speechforge.interfaces import StreamingSearch
-from speechforge_plugins.rnnt.beams import Beam, Tokens, start_beam
+from speechforge_plugins.rnnt.beams import Beam, FrameBeamSearch, Tokens
 from speechforge_plugins.rnnt.predictor import PredictorState, select_state
 from speechforge_plugins.rnnt.transducer_decoder import TransducerDecoder
 
@@ -32,14 +31,8 @@ def add(table: dict[Tokens, Hypothesis], tokens: Tokens, hyp: Hypothesis) -> Non
     table[tokens] = hyp
 
 
-@dataclass
-class BeamSearchState:
-    """Each utterance's beam."""
 
-    beams: list[Beam]
-
-
-class TransducerBeamSearch(StreamingSearch[BeamSearchState]):
+class TransducerBeamSearch(FrameBeamSearch):
     """Per frame: take the best open hypothesis, close it with blank (it moves to the next
     frame) and open its ``beam_size`` best one-token extensions; stop when ``beam_size`` closed
     hypotheses are better than every open one. A hypothesis adds at most ``max_symbols`` tokens
@@ -48,29 +41,13 @@ class TransducerBeamSearch(StreamingSearch[BeamSearchState]):
     Keys: ``beam_size``, ``max_symbols``, ``decoder`` (which of several transducer decoders).
     """
 
+    method = "transducer_beam_search"
+
     def __init__(self, *, beam_size: int = 4, max_symbols: int = 3, decoder: str | None = None) -> None:
         if beam_size < 1 or max_symbols < 1:
             raise ValueError(f"beam_size and max_symbols must be >= 1, got {beam_size} and {max_symbols}")
         self.beam_size, self.max_symbols = beam_size, max_symbols
         self.decoder_name = decoder
-
-    def transducer(self, model) -> TransducerDecoder:
-        return model.find_decoder(TransducerDecoder, user="decode method transducer_beam_search", name=self.decoder_name)
-
-    @torch.no_grad()
-    def init(self, model, batch_size: int) -> BeamSearchState:
-        decoder = self.transducer(model)
-        device = next(decoder.parameters()).device
-        return BeamSearchState([start_beam(decoder, device) for _ in range(batch_size)])
-
-    @torch.no_grad()
-    def step(self, model, state: BeamSearchState, encoder_chunk: Tensor, chunk_lens: Tensor) -> BeamSearchState:
-        decoder = self.transducer(model)
-        am = decoder.joiner.encoder_proj(encoder_chunk)  # (B, T, J)
-        for i, length in enumerate(chunk_lens.tolist()):
-            for t in range(length):
-                state.beams[i] = self.advance(decoder, state.beams[i], am[i, t])
-        return state
 
     def advance(self, decoder: TransducerDecoder, beam: Beam, frame: Tensor) -> Beam:
         """The beam after one frame. Args: frame (J,) the projected encoding."""
@@ -112,9 +89,3 @@ class TransducerBeamSearch(StreamingSearch[BeamSearchState]):
                 opened, tokens + (int(best[j]),),
                 Hypothesis(hyp.score + float(values[j]), predicted[j, 0], select_state(state, torch.tensor([j])), hyp.symbols + 1),
             )  # fmt: skip
-
-    def partial(self, state: BeamSearchState) -> list[list[int]]:
-        return [beam.best() for beam in state.beams]
-
-    def finalize(self, model, state: BeamSearchState) -> list[list[int]]:
-        return self.partial(state)

@@ -2,24 +2,15 @@
 at most one token per frame, hypotheses with the same tokens merged; it streams."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from speechforge.interfaces import StreamingSearch
-from speechforge_plugins.rnnt.beams import Beam, Tokens, extend, start_beam
+from speechforge_plugins.rnnt.beams import Beam, FrameBeamSearch, Tokens, extend
 from speechforge_plugins.rnnt.transducer_decoder import TransducerDecoder
 
 
-@dataclass
-class ModifiedBeamState:
-    """Each utterance's beam."""
 
-    beams: list[Beam]
-
-
-class TransducerModifiedBeamSearch(StreamingSearch[ModifiedBeamState]):
+class TransducerModifiedBeamSearch(FrameBeamSearch):
     """Per frame, every hypothesis is extended by blank or one token; the ``beam_size`` best
     (hypothesis, token) pairs over the whole beam survive, and pairs that spell the same tokens
     are merged (their probabilities added). Predictor calls are batched over the beam.
@@ -27,29 +18,13 @@ class TransducerModifiedBeamSearch(StreamingSearch[ModifiedBeamState]):
     Keys: ``beam_size``, ``decoder`` (which of several transducer decoders).
     """
 
+    method = "transducer_modified_beam_search"
+
     def __init__(self, *, beam_size: int = 4, decoder: str | None = None) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.beam_size = beam_size
         self.decoder_name = decoder
-
-    def transducer(self, model) -> TransducerDecoder:
-        return model.find_decoder(TransducerDecoder, user="decode method transducer_modified_beam_search", name=self.decoder_name)
-
-    @torch.no_grad()
-    def init(self, model, batch_size: int) -> ModifiedBeamState:
-        decoder = self.transducer(model)
-        device = next(decoder.parameters()).device
-        return ModifiedBeamState([start_beam(decoder, device) for _ in range(batch_size)])
-
-    @torch.no_grad()
-    def step(self, model, state: ModifiedBeamState, encoder_chunk: Tensor, chunk_lens: Tensor) -> ModifiedBeamState:
-        decoder = self.transducer(model)
-        am = decoder.joiner.encoder_proj(encoder_chunk)  # (B, T, J)
-        for i, length in enumerate(chunk_lens.tolist()):
-            for t in range(length):
-                state.beams[i] = self.advance(decoder, state.beams[i], am[i, t])
-        return state
 
     def advance(self, decoder: TransducerDecoder, beam: Beam, frame: Tensor) -> Beam:
         """The beam after one frame. Args: frame (J,) the projected encoding."""
@@ -75,9 +50,3 @@ class TransducerModifiedBeamSearch(StreamingSearch[ModifiedBeamState]):
             decoder, beam, torch.tensor(sources, device=device), torch.tensor(tokens, device=device),
             list(merged), torch.stack(scores),
         )  # fmt: skip
-
-    def partial(self, state: ModifiedBeamState) -> list[list[int]]:
-        return [beam.best() for beam in state.beams]
-
-    def finalize(self, model, state: ModifiedBeamState) -> list[list[int]]:
-        return self.partial(state)
