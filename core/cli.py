@@ -3,6 +3,7 @@ those that plugins add through the ``add_commands`` hook."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -11,6 +12,9 @@ from collections.abc import Sequence
 from speechforge.errors import SpeechforgeError
 from speechforge.plugin_commands import PluginCommands
 from speechforge.plugins import PluginHost, default_host
+
+#: A full disk or quota is the machine's state, not a bug: one line naming the file, no traceback.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 #: Subcommand modules, in the order ``--help`` lists them. Each has ``add_parser`` and ``run``.
 COMMANDS = ("plugins", "config", "prepare", "cmvn", "tokenizer", "lm", "train", "average", "decode", "stream", "score", "curve", "report", "compare", "export")
@@ -54,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except SpeechforgeError as error:
         print(f"speechforge {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        print(f"speechforge {args.command}: error: {error.filename or 'a write'}: {error.strerror}", file=sys.stderr)
         return 2
 
 

@@ -44,22 +44,55 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
 def merge_overrides(
     config: Mapping[str, Any] | DictConfig, overrides: Sequence[str] = (), source: str = "config"
 ) -> dict[str, Any]:
-    """Apply dotted ``key=value`` overrides (values parsed as YAML) and resolve."""
+    """Apply dotted ``key=value`` overrides (values parsed as YAML) and resolve. A number
+    addresses an element of a list (``losses.1.weight=0.3``); one outside the list is an error
+    naming the key and the list's length."""
     merged = OmegaConf.create(config if isinstance(config, DictConfig) else dict(config))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. encoder.num_blocks=6")
         key = item.split("=", 1)[0]
+        _check_list_indices(OmegaConf.to_container(merged, resolve=False), key)
         try:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
-        except OmegaConfBaseException as error:
-            raise ConfigError(f"override {key}: {error}") from error
+            merged.merge_with_dotlist([item])  # updates in place, through lists too
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override {key}: the value {item.split('=', 1)[1]!r} is not valid YAML") from error
+        except (OmegaConfBaseException, TypeError, ValueError, IndexError) as error:
+            raise ConfigError(f"override {key}: {str(error).strip().splitlines()[0]}") from error
     try:
         resolved = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as error:
         raise ConfigError(f"{source}: cannot resolve {error.full_key if hasattr(error, 'full_key') else ''}: {error}") from error
     assert isinstance(resolved, dict)
     return resolved
+
+
+def _check_list_indices(config: Any, key: str) -> None:
+    """Where dotted ``key`` passes through a list of ``config``, its part there must be an index
+    into that list (an override cannot add an element: the whole list is given instead)."""
+    node = config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if isinstance(node, Mapping):
+            if part not in node:
+                return  # a new key: nothing below it to check
+            node = node[part]
+        elif isinstance(node, list):
+            path = ".".join(parts[:depth])
+            entries = f"{len(node)} {'entry' if len(node) == 1 else 'entries'}"
+            indices = f"indices 0 to {len(node) - 1}" if node else "no index"
+            try:
+                index = int(part)
+            except ValueError:
+                raise ConfigError(f"override {key}: {path} is a list of {entries}; {part!r} is not an index ({indices})") from None
+            if not -len(node) <= index < len(node):
+                raise ConfigError(
+                    f"override {key}: {path} has {entries} ({indices}), got {index}; "
+                    f"to add one, give the whole list: {path}=[...]"
+                )
+            node = node[index]
+        else:
+            return
 
 
 def to_yaml(config: Mapping[str, Any]) -> str:
@@ -72,7 +105,8 @@ def save_config(config: Mapping[str, Any], path: str | os.PathLike[str]) -> None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 text to a temporary file beside ``path`` and rename it over ``path``."""
+    """Write UTF-8 text to a temporary file beside ``path`` and rename it over ``path``: a crash
+    or a full disk leaves the previous file. An OSError names ``path`` (not the temporary file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -80,8 +114,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 

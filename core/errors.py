@@ -23,3 +23,7 @@ class DataError(SpeechforgeError):
 
 class CheckpointError(SpeechforgeError):
     """A checkpoint file is missing, corrupted or does not fit the model."""
+
+
+class RankFailure(SpeechforgeError):
+    """Another rank of a distributed run failed, died or stopped answering; names it."""

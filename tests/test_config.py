@@ -76,3 +76,32 @@ def test_parse_section_checks_keys():
         parse_section(Optim, {"optim": {"weight_decy": 0.1}}, "optim")
     with pytest.raises(ConfigError, match="optim: expected a mapping"):
         parse_section(Optim, {"optim": 3}, "optim")
+
+
+@pytest.fixture
+def two_losses(tmp_path):
+    path = tmp_path / "two_losses.yaml"
+    path.write_text("losses:\n  - {type: ctc, weight: 0.3}\n  - {type: attention, weight: 0.7, lsm_weight: 0.1}\n")
+    return path
+
+
+def test_a_number_in_an_override_addresses_a_list_element(two_losses):
+    config = load_config(two_losses, ["losses.1.lsm_weight=0.0", "losses.-2.weight=0.5"])
+    assert config["losses"] == [{"type": "ctc", "weight": 0.5}, {"type": "attention", "weight": 0.7, "lsm_weight": 0.0}]
+
+
+def test_a_list_index_out_of_range_names_the_key_and_the_length(two_losses):
+    with pytest.raises(ConfigError) as error:
+        load_config(two_losses, ["losses.2.weight=0.5"])
+    assert str(error.value) == (
+        "override losses.2.weight: losses has 2 entries (indices 0 to 1), got 2; to add one, give the whole list: losses=[...]"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(two_losses, ["losses.ctc.weight=0.5"])
+    assert str(error.value) == "override losses.ctc.weight: losses is a list of 2 entries; 'ctc' is not an index (indices 0 to 1)"
+
+
+def test_an_override_value_that_is_not_yaml_is_one_line(conf):
+    with pytest.raises(ConfigError) as error:
+        load_config(conf, ["encoder.num_blocks=[1,"])
+    assert str(error.value) == "override encoder.num_blocks: the value '[1,' is not valid YAML"

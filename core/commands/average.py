@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 from speechforge.decode.recognizer import AVERAGED
@@ -24,8 +25,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def valid_losses(exp_dir: Path) -> dict[int, float]:
-    """Validation loss per finished epoch, from train_log.jsonl (a torn line skipped)."""
-    return {r["epoch"]: r["valid_loss"] for r in read_train_log(exp_dir) if r.get("valid_loss") is not None and "epoch" in r}
+    """Validation loss per finished epoch, from train_log.jsonl (a torn line skipped). A NaN
+    loss (a diverged model, or no finite validation batch) counts as none: it would sort
+    anywhere."""
+    return {
+        r["epoch"]: r["valid_loss"]
+        for r in read_train_log(exp_dir)
+        if isinstance(r.get("valid_loss"), (int, float)) and math.isfinite(r["valid_loss"]) and "epoch" in r
+    }
 
 
 def select(exp_dir: Path, num: int, by: str) -> list[Path]:

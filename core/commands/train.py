@@ -13,6 +13,9 @@ stages. An EXP that already holds a run (checkpoints or ``train_log.jsonl``) is 
 ``--resume`` continues from ``EXP/checkpoints/latest`` exactly where it stopped; a
 run that starts at step 0 loads ``train.init_from`` first, e.g.
 ``train.init_from.checkpoint=exp/ssl 'train.init_from.include=[encoder.*]'``.
+With several processes (torchrun, or any launcher setting ``RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR`` and ``MASTER_PORT``), a rank that dies, hangs past ``train.ddp_timeout_s`` or
+fails ends the others with an error naming it.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from speechforge.config import load_config
 from speechforge.errors import ConfigError
-from speechforge.train.distributed import close_distributed
+from speechforge.train.distributed import close_distributed, explain_rank_failure
 from speechforge.train.trainer import Trainer
 
 
@@ -41,10 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         _train(args)
-    except BaseException:
+        close_distributed()  # the trainer is gone, so the process group can be freed
+    except BaseException as error:
+        failure = explain_rank_failure(error)  # under DDP: which rank ended the run
         close_distributed(wait=False)
+        if failure is not None:
+            raise failure from error
         raise
-    close_distributed()  # the trainer is gone, so the process group can be freed
     return 0
 
 

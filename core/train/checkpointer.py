@@ -35,11 +35,13 @@ def rng_states() -> dict[str, Any]:
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
-    """Undo :func:`rng_states`; CUDA states are restored when saved and CUDA is available."""
+    """Undo :func:`rng_states`; CUDA states are restored when saved and CUDA is available, on
+    as many devices as both the checkpoint and this machine have (a run may resume on fewer)."""
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        for device, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, device)
 
 
 class Checkpointer:

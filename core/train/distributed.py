@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from speechforge.errors import RankFailure
+from speechforge.train.roll_call import RollCall, describe, is_collective_failure
+
 log = logging.getLogger(__name__)
 
 # DTensor memoizes sharding and redistribution plans keyed by specs whose DeviceMesh holds the
@@ -45,8 +48,8 @@ def init_distributed(timeout_s: float = 1800.0) -> DistributedContext:
     """Read torchrun's environment; start the process group when there are several ranks.
 
     ``timeout_s`` bounds how long a collective waits for the other ranks (``train.ddp_timeout_s``):
-    when one dies, the others fail after it instead of hanging, and torchrun's summary names
-    the rank that failed first."""
+    when one dies or hangs, the others fail after it instead of hanging too, and
+    :func:`explain_rank_failure` names it."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -59,7 +62,13 @@ def init_distributed(timeout_s: float = 1800.0) -> DistributedContext:
         # Its functions bind ``group=group.WORLD`` as default arguments at import; imported after
         # the group starts (torch.distributed.fsdp imports it), they would hold it for good.
         importlib.import_module("torch.distributed.nn.functional")
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        try:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+        except (dist.DistError, ValueError) as error:  # a rank never came; MASTER_ADDR unset
+            raise RankFailure(
+                f"rank {rank}: the process group of {world_size} ranks did not start ({describe(error)}); "
+                "start every rank with the same MASTER_ADDR and MASTER_PORT, or raise train.ddp_timeout_s"
+            ) from error
     return DistributedContext(rank, local_rank, world_size, device)
 
 
@@ -87,6 +96,35 @@ def close_distributed(wait: bool = True) -> None:
     if sys.getrefcount(group) > 2:  # ``group`` and getrefcount's own argument
         log.warning("the process group is still referenced after closing; its threads may outlive the interpreter")
     del group  # the last reference: ProcessGroupGloo's destructor joins its threads
+
+
+def explain_rank_failure(error: BaseException) -> RankFailure | None:
+    """Call while ``error`` ends this rank's part of a distributed run, before the group closes.
+
+    A collective that failed (another rank died or hangs) becomes the error naming the ranks
+    that ended the run (:class:`~speechforge.train.roll_call.RollCall`); any other error is
+    left in the run's store for the other ranks to name, and None is returned (this rank
+    reports its own error). None, too, outside a distributed run."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return None
+    store = _group_store()
+    if store is None:
+        return None
+    roll_call = RollCall(store, dist.get_rank(), dist.get_world_size())
+    if is_collective_failure(error):
+        return roll_call.explain()
+    roll_call.record(error)
+    return None
+
+
+def _group_store() -> dist.Store | None:
+    """The store the default process group was made from (a private torch name: when it is
+    gone, failures are reported as torch raises them, with a warning)."""
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except AttributeError:
+        log.warning("torch has no distributed_c10d._get_default_store any more: a failed rank cannot be named")
+        return None
 
 
 def _clear_dtensor_caches() -> None:

@@ -72,8 +72,8 @@ class TrainOptions:
     save_interval_steps: Annotated[int, NonNegative] = 0  # 0: only at epoch ends
     keep_checkpoints: Annotated[int, Range(ge=1)] = 5  # newest step checkpoints kept; epoch checkpoints are all kept
     max_bad_steps: Annotated[int, Range(ge=1)] = 20  # abort after this many non-finite losses in a row
-    num_threads: Annotated[int, NonNegative] = 0
-    ddp_timeout_s: Annotated[float, Positive] = 1800.0  # how long a rank waits for the others in a collective  # torch threads per process; 0: cores / processes
+    num_threads: Annotated[int, NonNegative] = 0  # torch threads per process; 0: cores / processes
+    ddp_timeout_s: Annotated[float, Positive] = 1800.0  # how long a rank waits for the others in a collective
     progress_bar: bool = True
     init_from: dict[str, Any] = field(default_factory=dict)  # start from other weights: InitFromOptions
 

@@ -100,6 +100,7 @@ class Trainer:
         self.model = build_model(self.config, self.host, initialize).to(self.ctx.device)
         self.sample_rate = int(getattr(self.model, "frontend").sample_rate)
         self.skips = SkipCounter()
+        self.empty_steps = 0  # under DDP: steps every rank skipped, a batch of one holding no usable utterance
         self.train_loader, self.sampler = self._loader(self.data_opts.train, training=True)
         self.valid_loader = self._loader(self.data_opts.valid, training=False)[0] if self.data_opts.valid else None
         self.strategy = make_strategy(self.opts.strategy, self.ctx)
@@ -232,8 +233,15 @@ class Trainer:
                     self.skips.add(skipped)
                 if not batch.utt_ids and not self.ctx.enabled:  # every utterance was skipped (and counted)
                     continue
-                window.append(batch)
+                window.append(batch)  # under DDP empty ones too: every rank's windows end together
                 if len(window) < self.opts.accum_grad:
+                    continue
+                empty = self._ranks_with_an_empty_batch(window)
+                if empty:
+                    self.empty_steps += 1
+                    if self.ctx.is_main and self.empty_steps <= self.skips.show:
+                        log.warning("step %d: a batch of rank %s holds no usable utterance; skipped on every rank", state.step + 1, ", ".join(map(str, empty)))
+                    window = []
                     continue
                 started = time.perf_counter()
                 losses, finite = self._optimizer_step(window)
@@ -268,6 +276,8 @@ class Trainer:
             self.save(f"epoch_{state.epoch}")
         if self.skips.total():
             log.warning("skipped %d utterances: %s", self.skips.total(), dict(self.skips.counts))
+        if self.empty_steps and self.ctx.is_main:
+            log.warning("skipped %d steps on every rank: a batch of some rank held no usable utterance", self.empty_steps)
         run_log.close()
 
     def _end_in_partial_epoch(self, run_log: RunLog) -> None:
@@ -282,6 +292,19 @@ class Trainer:
         random.setstate(rng[1])
         run_log.validation(self.state.epoch + 1, self.state.step, self.state.elapsed, valid, partial=True)
         self.save(f"epoch_{self.state.epoch + 1}")
+
+    def _ranks_with_an_empty_batch(self, window: list[Batch]) -> list[int]:
+        """The ranks whose accumulation window holds a batch of only skipped utterances.
+
+        Under DDP or FSDP every rank then skips the step, so all run the same collectives: a
+        rank with nothing to run would leave the others waiting in the gradient all-reduce
+        (and, under FSDP, in each forward's parameter all-gather). Always [] in one process,
+        whose empty batches never enter a window."""
+        if not self.ctx.enabled:
+            return []
+        flags = [0.0] * self.ctx.world_size
+        flags[self.ctx.rank] = float(not all(batch.utt_ids for batch in window))
+        return [rank for rank, flag in enumerate(all_reduce_sum(flags, self.ctx)) if flag]
 
     def _optimizer_step(self, window: list[Batch]) -> tuple[dict[str, float], bool]:
         """Forward/backward over the accumulated micro-batches, then one optimizer step.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 
 import pytest
 import torch
@@ -70,6 +71,15 @@ def test_average_by_valid_loss_reads_past_a_torn_line(tmp_path, caplog):
     assert load_checkpoint(tmp_path / "model_avg.pt")["model"]["w"].item() == 1.0
 
 
+def test_average_by_valid_loss_passes_over_a_nan_validation_loss(tmp_path):
+    for epoch in (1, 2, 3):
+        save_checkpoint({"model": {"w": torch.full((1,), float(epoch))}}, tmp_path / "checkpoints" / f"epoch_{epoch}.pt")
+    log = [{"epoch": 1, "valid_loss": 0.9}, {"epoch": 2, "valid_loss": float("nan")}, {"epoch": 3, "valid_loss": 0.5}]
+    (tmp_path / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))  # NaN, as json writes it
+    assert main(["average", "--exp-dir", str(tmp_path), "--num", "2", "--by", "valid_loss"]) == 0
+    assert load_checkpoint(tmp_path / "model_avg.pt")["averaged"] == ["epoch_1.pt", "epoch_3.pt"]
+
+
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "step_2.pt"
     save_checkpoint({"model": {"w": torch.zeros(1)}}, path)
@@ -94,3 +104,21 @@ def test_a_missing_tokenizer_file_is_named(tmp_path):
     (tmp_path / "tokenizer" / "units.txt").unlink()
     with pytest.raises(ConfigError, match=r"tokenizer/units.txt: cannot read the char tokenizer's file: No such file"):
         load_tokenizer(tmp_path / "tokenizer")
+
+
+def test_a_full_disk_while_writing_a_small_file_is_one_line_and_keeps_it(tmp_path, monkeypatch, capsys):
+    decode_dir = tmp_path / "decode" / "dev" / "ctc_greedy_search"
+    decode_dir.mkdir(parents=True)
+    (decode_dir / "ref").write_text("u1 HELLO\n")
+    (decode_dir / "hyp").write_text("u1 HELLO\n")
+    (decode_dir / "align.txt").write_text("from the last score\n")
+
+    def full_disk(fd, *args, **kwargs):
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", full_disk)
+    assert main(["score", "--exp-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"speechforge score: error: {decode_dir / 'align.txt'}: No space left on device\n"
+    assert (decode_dir / "align.txt").read_text() == "from the last score\n"
+    assert sorted(p.name for p in decode_dir.iterdir()) == ["align.txt", "hyp", "ref"]  # no temporary file left

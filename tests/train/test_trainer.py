@@ -31,15 +31,16 @@ import speechforge
 
 @speechforge.hookimpl
 def after_train_step(model, step, losses):
-    """Test probe: record a parameter checksum per rank; SIGKILL ourselves at a chosen step."""
+    """Test probe: record a parameter checksum per rank; send ourselves SF_SIGNAL (SIGKILL when
+    not given) at step SF_KILL_AT_STEP, on rank SF_KILL_RANK only when that is given."""
+    rank = dist.get_rank() if dist.is_initialized() else 0
     probe_dir = os.environ.get("SF_PROBE_DIR")
     if probe_dir:
-        rank = dist.get_rank() if dist.is_initialized() else 0
         total = sum(float(p.detach().double().sum()) for p in model.parameters())
         with open(os.path.join(probe_dir, f"rank{rank}_step{step}"), "w") as f:
             f.write(repr(total))
-    if os.environ.get("SF_KILL_AT_STEP") == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("SF_KILL_AT_STEP") == str(step) and os.environ.get("SF_KILL_RANK", str(rank)) == str(rank):
+        os.kill(os.getpid(), getattr(signal, os.environ.get("SF_SIGNAL", "SIGKILL")))
     return None
 '''
 

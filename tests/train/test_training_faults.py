@@ -1,6 +1,7 @@
 """Training faults: a non-finite gradient skips the step, pruning keeps what ``latest`` names,
 a used experiment dir is refused without --resume/--overwrite, --resume checks before writing,
-the process-group timeout is configurable, CUDA random states travel with the checkpoint."""
+the process-group timeout is configurable and a group that cannot start is one line, CUDA
+random states travel with the checkpoint."""
 from __future__ import annotations
 
 import datetime
@@ -11,9 +12,9 @@ import yaml
 
 from speechforge.builder import build_model
 from speechforge.cli import main
-from speechforge.errors import CheckpointError
+from speechforge.errors import CheckpointError, RankFailure
 from speechforge.train import distributed
-from speechforge.train.checkpoint import save_checkpoint
+from speechforge.train.checkpoint import load_checkpoint, save_checkpoint
 from speechforge.train.checkpointer import Checkpointer, restore_rng_states, rng_states
 from speechforge.train.trainer import Trainer, TrainingAborted
 from tests.train.test_trainer import CONFIG, make_experiment
@@ -87,12 +88,29 @@ def test_the_process_group_timeout_comes_from_the_config(monkeypatch):
     assert seen["timeout"] == datetime.timedelta(seconds=30)
 
 
+def test_a_process_group_that_cannot_start_is_one_line(monkeypatch):
+    from tests.train.test_ddp_faults import free_port
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RankFailure, match=r"^rank 0: the process group of 2 ranks did not start \(DistStoreError: .*1/2 clients joined"):
+        distributed.init_distributed(timeout_s=1)  # rank 1 never comes
+    monkeypatch.delenv("MASTER_ADDR")
+    with pytest.raises(RankFailure, match=r"did not start \(ValueError: .*MASTER_ADDR.*\); start every rank with the same MASTER_ADDR"):
+        distributed.init_distributed(timeout_s=1)
+    assert not distributed.dist.is_initialized()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_random_states_are_saved_and_restored():
+def test_cuda_random_states_are_saved_and_restored(tmp_path):
     torch.cuda.manual_seed_all(3)
     torch.rand(1, device="cuda")
-    states = rng_states()
+    save_checkpoint({"model": {}, "rng": rng_states()}, tmp_path / "step_1.pt")
     expected = torch.rand(4, device="cuda")
     torch.rand(100, device="cuda")
+    states = load_checkpoint(tmp_path / "step_1.pt")["rng"]  # weights_only=True takes them
+    assert len(states["cuda"]) == torch.cuda.device_count()
     restore_rng_states(states)
+    assert torch.equal(torch.rand(4, device="cuda"), expected)
+    restore_rng_states({**states, "cuda": states["cuda"] * 2})  # saved on more devices than here
     assert torch.equal(torch.rand(4, device="cuda"), expected)
