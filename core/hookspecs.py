@@ -57,9 +57,9 @@ def add_commands(commands: PluginCommands) -> None:
 def model_built(model: nn.Module, config: Mapping[str, Any]) -> None:
     """Called after the builder has built a model from ``config``, before training or decoding.
 
-    Plugins that must change the model as a whole act here (the quantizer plugin swaps target
-    layers for their quantization-aware versions). Change ``model`` in place. Weights from
-    ``train.init_from`` are loaded before this hook; a resumed run's checkpoint after it.
+    Plugins that must change the model as a whole act here. Change ``model`` in place. Weights
+    from ``train.init_from`` are loaded before this hook, and the config's ``quantizer:`` has
+    prepared its targets after them; a resumed run's checkpoint is loaded after this hook.
 
     :param model: the model just built.
     :param config: the full experiment config it was built from (read-only).
@@ -129,7 +129,8 @@ def report_sections(exp_dir: Path, config: Mapping[str, Any]) -> list[str] | Non
 def export_model(model: nn.Module, config: Mapping[str, Any], out_dir: Path) -> list[Path] | None:
     """Called by ``speechforge export`` after the averaged model is written to ``out_dir``.
 
-    Plugins write their own artefacts beside it (the quantizer packs its weights).
+    Plugins write their own artefacts beside it (a quantized model is already packed in
+    ``model.pt`` by its ``quantizer``).
 
     :param model: the model being exported, in eval mode.
     :param config: the experiment config.

@@ -373,19 +373,39 @@ class Loss(nn.Module, ABC):
 
 
 class Quantizer(ABC):
-    """Weight quantization. Kind ``quantizer``; context: none.
+    """Weight quantization. Kind ``quantizer``; context: none. Chosen by the config's top-level
+    ``quantizer:`` section and applied by :func:`speechforge.builder.build_model` to every model
+    built from that config.
 
-    ``prepare`` swaps layers before training (quantization-aware training);
-    ``export`` returns the packed weights to store.
+    A component whose own parameters are weights to quantize (stacked ``(..., O, I)`` weights
+    contracting over their last dim, such as MoE expert banks) names them in a
+    ``quantizable_weights`` attribute (a tuple of parameter names); ``nn.Linear`` layers are
+    quantizable as they are. A component with layers used only by training losses (a
+    transducer's simple projections) names those children in ``training_only_modules``; a
+    packed export leaves them out.
     """
 
     @abstractmethod
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Replace target layers in place; returns the model."""
+        """Install fake quantization on the target weights, in place, by module swap or
+        parametrization (quantization-aware training). Called after ``train.init_from`` loaded
+        float weights under their float names and before the optimizer is built; a checkpoint
+        of the prepared model (the float originals plus any learned quantization parameters)
+        loads back into a model prepared the same way. Returns the model."""
 
     @abstractmethod
     def export(self, model: nn.Module) -> dict[str, Tensor]:
-        """Packed weights, keyed by parameter name."""
+        """The state dict of the packed inference model: each target's packed codes and
+        metadata under the target's name, every other tensor of ``model`` (a prepared model)
+        as it is."""
+
+    @abstractmethod
+    def packed_form(self, model: nn.Module) -> nn.Module:
+        """Swap the targets of a model built from the same config but not prepared (its
+        parameters may be on the meta device) for empty packed layers, so that its state dict
+        has exactly the keys and shapes :meth:`export` gives and
+        ``load_state_dict(exported, assign=True)`` fills it without materialising float
+        weights. Returns the model."""
 
 
 class SearchMethod(ABC):

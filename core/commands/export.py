@@ -1,6 +1,9 @@
 """``speechforge export --exp-dir EXP [--out DIR]``: the model weights (averaged when
 available), config and tokenizer in one directory; plugins add their artefacts
-(``export_model`` hook). ``model.pt`` keeps the plugin entries of the checkpoint it came from."""
+(``export_model`` hook). ``model.pt`` keeps the plugin entries of the checkpoint it came from.
+A quantized experiment (``quantizer:``) is exported packed: ``model.pt`` holds the
+quantizer's packed state dict (``Quantizer.export``), which ``speechforge.load(DIR)`` runs as
+it is."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +11,10 @@ import logging
 import shutil
 from pathlib import Path
 
+from speechforge.builder import build_quantizer
 from speechforge.config import save_config
-from speechforge.decode.recognizer import Recognizer
-from speechforge.train.checkpoint import load_checkpoint, plugin_entries, save_checkpoint
+from speechforge.decode.recognizer import EXPORTED, Recognizer
+from speechforge.train.checkpoint import PACKED, load_checkpoint, plugin_entries, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,12 @@ def run(args: argparse.Namespace) -> int:
     recognizer = Recognizer(args.exp_dir, cpu_inference=False)  # the model as built, for plugins
     out.mkdir(parents=True, exist_ok=True)
     entries = plugin_entries(load_checkpoint(recognizer.checkpoint))
-    save_checkpoint({**entries, "model": recognizer.model.state_dict()}, out / "model.pt")
+    quantizer = build_quantizer(recognizer.config, recognizer.host)
+    if quantizer is None:
+        weights = {"model": recognizer.model.state_dict()}
+    else:
+        weights = {"model": quantizer.export(recognizer.model), PACKED: True}
+    save_checkpoint({**entries, **weights}, out / EXPORTED)
     save_config(recognizer.config, out / "config.yaml")
     shutil.copytree(args.exp_dir / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
     written = recognizer.host.hook.export_model(model=recognizer.model, config=recognizer.config, out_dir=out)

@@ -1,4 +1,5 @@
-"""``speechforge.load(exp_dir)``: a trained experiment as a ready recognizer."""
+"""``speechforge.load(exp_dir)``: a trained experiment (or an exported one) as a ready
+recognizer."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,21 +18,25 @@ from speechforge.lm.ngram_lm import NgramLM
 from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge.plugins import PluginHost, default_host
 from speechforge.text.tokenizer import load_tokenizer
-from speechforge.train.checkpoint import load_checkpoint, load_model_weights
+from speechforge.train.checkpoint import PACKED, load_checkpoint, load_model_weights
 
 AVERAGED = "model_avg.pt"
+EXPORTED = "model.pt"
 LM_FILE = "lm/lm.arpa"
 
 
 def find_checkpoint(exp_dir: Path) -> Path:
-    """The averaged model when there is one, else the newest checkpoint."""
+    """The averaged model when there is one, else the newest checkpoint, else the model of an
+    export dir (``speechforge export``'s ``model.pt``)."""
     averaged = exp_dir / AVERAGED
     if averaged.is_file():
         return averaged
     pointer = exp_dir / "checkpoints" / "latest"
     if pointer.is_file():
         return exp_dir / "checkpoints" / pointer.read_text().strip()
-    raise CheckpointError(f"{exp_dir}: no {AVERAGED} and no checkpoints/latest; train first")
+    if (exp_dir / EXPORTED).is_file():
+        return exp_dir / EXPORTED
+    raise CheckpointError(f"{exp_dir}: no {AVERAGED} and no checkpoints/latest (nor an exported {EXPORTED}); train first")
 
 
 def without_cmvn_file(config: dict) -> dict:
@@ -41,9 +46,13 @@ def without_cmvn_file(config: dict) -> dict:
 
 
 class Recognizer:
-    """Model + tokenizer + decoding methods of one experiment. A method left unnamed is the
-    config's first ``decode.methods`` entry; searches get the config's options for them
-    (``decode.beam_size``, ``decode.options.METHOD``) under any given as keywords."""
+    """Model + tokenizer + decoding methods of one experiment or export dir. A method left
+    unnamed is the config's first ``decode.methods`` entry; searches get the config's options
+    for them (``decode.beam_size``, ``decode.options.METHOD``) under any given as keywords.
+
+    A packed export (a quantized experiment's ``speechforge export``) is built in its packed
+    form (:func:`~speechforge.builder.build_model` with ``packed=True``) and filled from the
+    memory-mapped file by assignment, so its float weights never exist in memory."""
 
     def __init__(
         self,
@@ -60,10 +69,11 @@ class Recognizer:
         self.host = host or default_host()
         self.config = without_cmvn_file(load_config(self.exp_dir / "config.yaml"))
         self.tokenizer = load_tokenizer(self.exp_dir / "tokenizer")
-        self.model = build_model(self.config, self.host).eval()
         self.checkpoint = checkpoint or find_checkpoint(self.exp_dir)
-        state = load_checkpoint(self.checkpoint)
-        load_model_weights(self.model, state["model"], self.checkpoint)
+        state = load_checkpoint(self.checkpoint, mmap=True)
+        packed = bool(state.get(PACKED))
+        self.model = build_model(self.config, self.host, packed=packed).eval()
+        load_model_weights(self.model, state["model"], self.checkpoint, assign=packed)
         self.host.hook.checkpoint_load(state=state, model=self.model)
         if cpu_inference:  # this model only runs inference; swapped layers are left alone
             self.model = optimize_for_cpu_inference(self.model, inplace=True)
@@ -145,5 +155,6 @@ class Recognizer:
 
 
 def load(exp_dir: str | Path, checkpoint: str | Path | None = None) -> Recognizer:
-    """Load a trained experiment: ``speechforge.load("exp/ctc_conformer_small").transcribe("a.flac")``."""
+    """Load a trained experiment or an export dir:
+    ``speechforge.load("exp/ctc_conformer_small").transcribe("a.flac")``."""
     return Recognizer(Path(exp_dir), Path(checkpoint) if checkpoint else None)

@@ -11,9 +11,11 @@ import torch
 
 from speechforge.errors import CheckpointError
 
+#: The entry that marks an exported model whose ``model`` is a quantizer's packed state dict.
+PACKED = "packed"
 #: The entries speechforge itself writes; any other entry of a checkpoint is a plugin's
 #: (``checkpoint_save``) and is carried into averaged and exported models.
-CORE_ENTRIES = ("model", "optimizer", "scheduler", "scaler", "progress", "rng", "averaged")
+CORE_ENTRIES = ("model", "optimizer", "scheduler", "scaler", "progress", "rng", "averaged", PACKED)
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -39,12 +41,13 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load on CPU with ``weights_only=True``; a missing or corrupted file names itself."""
+def load_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """Load on CPU with ``weights_only=True``; a missing or corrupted file names itself.
+    ``mmap``: tensors map the file instead of being read into memory (pages load as used)."""
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"{path}: corrupted or not a speechforge checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(state, dict) or "model" not in state:
@@ -66,11 +69,14 @@ def shape_mismatches(expected: Mapping[str, torch.Tensor], found: Mapping[str, t
     ][:limit]
 
 
-def load_model_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path) -> None:
+def load_model_weights(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: Path, *, assign: bool = False
+) -> None:
     """``load_state_dict`` whose error names the checkpoint and the mismatching keys (with
-    both shapes when the checkpoint is of another vocabulary or width)."""
+    both shapes when the checkpoint is of another vocabulary or width). ``assign``: the
+    model's tensors become the checkpoint's (a model built on the meta device)."""
     try:
-        result = model.load_state_dict(state_dict, strict=False)
+        result = model.load_state_dict(state_dict, strict=False, assign=assign)
     except RuntimeError as error:  # size mismatches; load-time hooks may have renamed the keys
         mismatched = shape_mismatches(model.state_dict(), state_dict) or [str(error).splitlines()[-1].strip()]
         raise CheckpointError(

@@ -77,6 +77,9 @@ class MoEFeedForward(FeedForward):
     is saved with the weights (``_extra_state``) so a report can read it from a checkpoint.
     """
 
+    #: the stacked (E, O, I) expert weights a quantizer may quantize (the router stays float)
+    quantizable_weights = ("w_1", "w_gate", "w_2")
+
     def __init__(
         self,
         *,

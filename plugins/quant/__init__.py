@@ -1,8 +1,9 @@
-"""Quantization plugin (USM RNN-T binarization, Rybakov et al.): the per-weight fake quantizers
-(absmean binarization and min/max asymmetric n-bit, with sub-channel blocks and int8 double
-quantization of their metadata), bit packing, the packed linear layer that runs on packed
-weights, and the size arithmetic of the paper's Table 2.
+"""Quantization plugin (USM RNN-T binarization, Rybakov et al.): the ``absmean_binary`` and
+``minmax`` quantizers chosen by the config's ``quantizer:`` section (fake quantization of the
+target weights during training, with sub-channel blocks and int8 double quantization of their
+metadata), the packed export that ``speechforge.load`` runs block by block on packed weights,
+and ``speechforge quant-report``, the size arithmetic of the paper's Table 2
+(docs/plugins/quant.md)."""
+from speechforge_plugins.quant.plugin import add_commands, register_components, report_sections
 
-The model-level ``quantizer`` (``prepare`` / ``export``), its config section and the CLI are
-not wired yet; see docs/plugins/quant.md.
-"""
+__all__ = ["add_commands", "register_components", "report_sections"]

@@ -25,6 +25,8 @@ class TransducerDecoder(Decoder):
     """
 
     blank_id = 0
+    #: used only by the pruned loss; a packed export leaves them out
+    training_only_modules = ("simple_am_proj", "simple_lm_proj")
 
     def __init__(
         self,
