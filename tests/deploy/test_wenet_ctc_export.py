@@ -191,3 +191,9 @@ def test_chunk_graph_keeps_every_input_sherpa_passes(exported):
     _, out = exported("streaming_conformer")
     names = [i.name for i in session(out / "model-streaming.onnx").get_inputs()]
     assert tuple(names) == WenetChunkCtcGraph.forward.__code__.co_varnames[1:7]
+
+
+def test_a_layer_that_loops_over_frames_fails_the_export_not_the_runtime(tmp_path):
+    model = asr_model({"type": "conformer", "pos_enc": "none", "block": {"type": "mamba", "d_state": 4}})
+    with pytest.raises(ConfigError, match="^model.onnx: output log_probs differs from PyTorch by .* at an untraced length"):
+        export_wenet_ctc(model, PIECES, tmp_path)
