@@ -85,6 +85,8 @@ def main() -> None:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
+    # no busy-waiting worker threads between runs: they would take the cores PyTorch is timed on
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     with tempfile.TemporaryDirectory() as tmp:
         export_wenet_ctc(model, pieces, Path(tmp), int8=True)
         fp32 = onnxruntime.InferenceSession(f"{tmp}/model.onnx", options, providers=["CPUExecutionProvider"])
