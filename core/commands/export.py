@@ -1,9 +1,10 @@
-"""``speechforge export --exp-dir EXP [--out DIR]``: the model weights (averaged when
-available), config and tokenizer in one directory; plugins add their artefacts
+"""``speechforge export --exp-dir EXP [--out DIR] [--format onnx [--int8]]``: the model weights
+(averaged when available), config and tokenizer in one directory; plugins add their artefacts
 (``export_model`` hook). ``model.pt`` keeps the plugin entries of the checkpoint it came from.
 A quantized experiment (``quantizer:``) is exported packed: ``model.pt`` holds the
 quantizer's packed state dict (``Quantizer.export``), which ``speechforge.load(DIR)`` runs as
-it is."""
+it is. ``--format onnx`` adds, beside ``model.pt``, the model as sherpa-onnx's WeNet CTC layout
+(:mod:`speechforge.deploy.wenet_ctc_export`; needs the ``onnx`` and ``onnxruntime`` packages)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,9 @@ from pathlib import Path
 from speechforge.builder import build_quantizer
 from speechforge.config import save_config
 from speechforge.decode.recognizer import EXPORTED, Recognizer
+from speechforge.deploy.sherpa_support import check_exportable
+from speechforge.deploy.wenet_ctc_export import export_wenet_ctc
+from speechforge.errors import ConfigError
 from speechforge.train.checkpoint import PACKED, load_checkpoint, plugin_entries, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -23,12 +27,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("export", help="export a trained model")
     parser.add_argument("--exp-dir", required=True, type=Path)
     parser.add_argument("--out", type=Path, help="default: EXP/export")
+    parser.add_argument(
+        "--format",
+        choices=("pt", "onnx"),
+        default="pt",
+        help="onnx: also model.onnx (+ model-streaming.onnx for a streaming model) and tokens.txt for sherpa-onnx",
+    )
+    parser.add_argument("--int8", action="store_true", help="with --format onnx: also int8 dynamic-quantized copies")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.int8 and args.format != "onnx":
+        raise ConfigError("--int8: quantizes the ONNX graphs; give --format onnx")
     out = args.out or args.exp_dir / "export"
     recognizer = Recognizer(args.exp_dir, cpu_inference=False)  # the model as built, for plugins
+    if args.format == "onnx":  # refuse a model sherpa-onnx cannot run before writing anything
+        check_exportable(recognizer.model)
     out.mkdir(parents=True, exist_ok=True)
     entries = plugin_entries(load_checkpoint(recognizer.checkpoint))
     quantizer = build_quantizer(recognizer.config, recognizer.host)
@@ -40,5 +55,7 @@ def run(args: argparse.Namespace) -> int:
     save_config(recognizer.config, out / "config.yaml")
     shutil.copytree(args.exp_dir / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
     written = recognizer.host.hook.export_model(model=recognizer.model, config=recognizer.config, out_dir=out)
+    if args.format == "onnx":
+        written = [*written, export_wenet_ctc(recognizer.model, recognizer.tokenizer.pieces, out, int8=args.int8)]
     log.info("exported to %s (%s)", out, ", ".join(str(p) for paths in written for p in paths) or "no plugin artefacts")
     return 0

@@ -49,7 +49,9 @@ class StreamingDecoder:
     ``chunk_size`` follows :mod:`speechforge.interfaces`: N > 0 chunks of N frames, 0 the
     encoder's own static chunk; -1 (full context) cannot stream. Features are computed only
     for the new frames (the frontend's frames are independent windows of ``win_length``
-    samples every ``hop_length``), so the cost per chunk does not grow with the utterance.
+    samples every ``hop_length``, :meth:`window_features`; a frontend whose first frame
+    reaches ``start_padding`` samples before the waveform gets them reflected, as it pads a
+    whole utterance), so the cost per chunk does not grow with the utterance.
     :meth:`finish` encodes what is left and returns all encodings, for a second pass such as
     attention rescoring; :meth:`final` is the search's own final result.
     """
@@ -70,8 +72,11 @@ class StreamingDecoder:
         if chunk_size <= 0:
             raise ConfigError(f"--chunk-size: streaming needs a chunk of at least 1 frame, got {chunk_size}")
         frontend = model.frontend
-        if not (hasattr(frontend, "win_length") and hasattr(frontend, "hop_length")):
-            raise ConfigError(f"frontend: {type(frontend).__name__} does not say its window and hop, so it cannot stream")
+        if not all(hasattr(frontend, name) for name in ("win_length", "hop_length", "window_features")):
+            raise ConfigError(
+                f"frontend: {type(frontend).__name__} does not say its window and hop (win_length, hop_length, "
+                f"window_features), so it cannot stream"
+            )
         self.model = model
         self.search = search
         self.chunk_size = chunk_size
@@ -85,6 +90,7 @@ class StreamingDecoder:
         self.sample_start = 0  # absolute index of samples[0]
         self.feats: Tensor | None = None  # (frames, F) not yet consumed by a full window
         self.frames_done = 0  # feature frames computed so far
+        self.start_padded = getattr(self.model.frontend, "start_padding", 0) == 0
         self.encoder_state: EncoderState | None = None  # made at the first chunk
         self.search_state = None
         self.encodings: list[Tensor] = []
@@ -128,15 +134,20 @@ class StreamingDecoder:
 
     def _compute_features(self) -> None:
         frontend = self.model.frontend
+        if not self.start_padded:  # the utterance's reflected start, once its samples are here
+            padding = frontend.start_padding
+            if self.samples.numel() < padding:
+                return
+            self.samples = torch.cat((self.samples[:padding].flip(0), self.samples))
+            self.start_padded = True
         total = self.sample_start + self.samples.numel()
         available = max(0, (total - frontend.win_length) // frontend.hop_length + 1)
         if available <= self.frames_done:
             return
         first = self.frames_done * frontend.hop_length - self.sample_start
         last = (available - 1) * frontend.hop_length + frontend.win_length - self.sample_start
-        segment = self.samples[first:last].unsqueeze(0)  # (1, S')
-        new, _ = frontend(segment, torch.tensor([segment.size(1)]))  # (1, frames, F)
-        self.feats = new[0] if self.feats is None else torch.cat((self.feats, new[0]))
+        new = frontend.window_features(self.samples[first:last])  # (frames, F)
+        self.feats = new if self.feats is None else torch.cat((self.feats, new))
         self.frames_done = available
         keep_from = available * frontend.hop_length - self.sample_start  # next frame's first sample
         self.samples = self.samples[keep_from:]

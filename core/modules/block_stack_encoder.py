@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from speechforge.errors import ConfigError
 from speechforge.interfaces import Attention, ChunkWindow, EncoderState, StreamingEncoder, check_chunk_size
+from speechforge.modules.export_mode import is_exporting
 from speechforge.modules.mask import encoder_attention_mask, padding_mask
 from speechforge.modules.positional_encoding import PositionalEncoding
 from speechforge.modules.rel_positional_encoding import RelPositionalEncoding
@@ -188,7 +189,8 @@ class BlockStackEncoder(StreamingEncoder):
         if self.pos_enc is not None:
             x, pos_emb = self.pos_enc(x)
         chunk_size, num_left_chunks = self.resolve_chunk(chunk_size, num_left_chunks, x.size(1))
-        unpadded = bool((lengths == x.size(1)).all())
+        # an exported graph takes any lengths, so it always builds the padding mask
+        unpadded = not is_exporting() and bool((lengths == x.size(1)).all())
         pad_mask = None if unpadded else padding_mask(lengths, x.size(1)).unsqueeze(1)  # (B, 1, T')
         att_mask = pad_mask
         if chunk_size > 0:

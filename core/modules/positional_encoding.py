@@ -29,9 +29,10 @@ class PositionalEncoding(nn.Module):
         self.scale = math.sqrt(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, offset: int = 0) -> tuple[Tensor, None]:
-        """Args: x (B, T, D); offset: position of the first frame (streaming).
+    def forward(self, x: Tensor, offset: int | Tensor = 0) -> tuple[Tensor, None]:
+        """Args: x (B, T, D); offset: position of the first frame (streaming), an int or a
+        (1,) tensor (an exported chunk graph takes it as an input).
         Returns: (B, T, D) and None (no separate positional embedding)."""
-        positions = torch.arange(offset, offset + x.size(1), device=x.device)
+        positions = torch.arange(x.size(1), device=x.device) + offset  # (T,)
         x = x * self.scale + sinusoid(positions, self.d_model).to(x.dtype)
         return self.dropout(x), None

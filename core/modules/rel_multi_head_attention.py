@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from speechforge.modules.export_mode import is_exporting
 from speechforge.modules.multi_head_attention import MultiHeadAttention, extend_with_cache
 
 
@@ -17,8 +18,12 @@ def rel_shift(scores: Tensor, key_len: int) -> Tensor:
             memory layout.
         key_len: Tk.
     Returns: (B, H, Tq, Tk) where [i, j] is the score for distance (Tk - Tq + i) - j, a strided
-    view of ``scores`` (no copy): row i starts i columns further left than row i - 1.
+    view of ``scores`` (no copy): row i starts i columns further left than row i - 1. Under a
+    graph exporter, where a view with a computed storage offset has no equivalent, the same
+    values come from :func:`rel_shift_by_gather`.
     """
+    if is_exporting():
+        return rel_shift_by_gather(scores, key_len)
     b, h, tq, p = scores.shape
     batch_stride, head_stride, row_stride, col_stride = scores.stride()
     if row_stride < col_stride:  # a layout the shifted view cannot express
@@ -29,6 +34,16 @@ def rel_shift(scores: Tensor, key_len: int) -> Tensor:
         (batch_stride, head_stride, row_stride - col_stride, col_stride),
         storage_offset=scores.storage_offset() + (tq - 1) * col_stride,
     )
+
+
+def rel_shift_by_gather(scores: Tensor, key_len: int) -> Tensor:
+    """:func:`rel_shift` as one gather along the last axis (ONNX ``GatherElements``): [i, j]
+    reads column Tq - 1 - i + j. A copy, so kept for export; shapes as in :func:`rel_shift`."""
+    b, h, tq, _ = scores.shape
+    rows = torch.arange(tq, device=scores.device).unsqueeze(1)  # (Tq, 1)
+    keys = torch.arange(key_len, device=scores.device).unsqueeze(0)  # (1, Tk)
+    columns = (keys - rows + (tq - 1)).expand(b, h, tq, key_len)  # (B, H, Tq, Tk)
+    return torch.gather(scores, 3, columns)
 
 
 class RelPositionMultiHeadAttention(MultiHeadAttention):

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from speechforge.errors import ConfigError
 from speechforge.interfaces import ChunkWindow
+from speechforge.modules.export_mode import is_exporting
 
 # factor -> (kernel, stride) of each conv layer
 _LAYERS: dict[int, tuple[tuple[int, int], ...]] = {
@@ -53,7 +54,8 @@ class Conv2dSubsampling(nn.Module):
     output is the largest activation of the whole encoder (B x 256 x T/2 x F/2: 160 MB for
     8 utterances of 10 s); kept to a few MB per chunk it stays in cache and is reused by the
     allocator instead of being page-faulted in anew, which makes the subsampling a quarter to
-    a third faster on a CPU, forward and backward.
+    a third faster on a CPU, forward and backward. An exported graph runs the stack in one pass
+    (same values): the split is a loop over a length the graph only knows at run time.
 
     Attributes:
         factor: input frames per output frame.
@@ -108,7 +110,7 @@ class Conv2dSubsampling(nn.Module):
         for kernel, stride in _LAYERS[self.factor]:
             frames = (frames - kernel) // stride + 1
         step = max(_MIN_CHUNK_FRAMES, _CHUNK_ELEMENTS // (x.size(0) * self._first_conv_elements))
-        if frames <= step:
+        if is_exporting() or frames <= step:  # a graph's frame count is symbolic: one pass
             return self._subsample(x), self.output_lengths(lengths)
         window = self.chunk_window(step)
         chunks = [

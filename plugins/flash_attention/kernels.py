@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from speechforge.modules.export_mode import is_exporting
+
 try:
     from flash_attn import flash_attn_func, flash_attn_varlen_func
 except ImportError:  # CUDA-only package; SDPA serves everywhere else
@@ -83,10 +85,12 @@ def attention(
                 f"{k.size(2)} keys (cache included); expected (B, 1, Tk) or (B, Tq, Tk)"
             )
         empty = ~mask.any(dim=-1, keepdim=True)  # (B, 1 | Tq, 1)
-        if not bool(empty.any()):
+        if not is_exporting() and not bool(empty.any()):
             empty = None
     else:
         empty = None
+    if is_exporting():  # a graph's lengths are symbolic: no blocks, no key ranges from values
+        return _whole_sdpa(q, k, v, mask, empty, scale, position_bias).transpose(1, 2).flatten(2), empty
     if flash_attn_applies(q, mask, position_bias):
         return _flash_attn(q, k, v, mask, empty, scale, dropout_p), empty
     blocked = (
@@ -138,6 +142,28 @@ def _flash_attn(
         softmax_scale=scale,
     )  # (B * Tq, H, dk)
     return out.reshape(batch, q_len, heads * d_head)
+
+
+def _whole_sdpa(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    empty: Tensor | None,
+    scale: float,
+    position_bias: PositionBias | None,
+) -> Tensor:
+    """One SDPA call over all query rows and keys, the position scores as one bias: the path
+    an exported graph takes (the blocked path's loop and key ranges depend on values).
+    Args: as :func:`attention`; empty (B, 1 | Tq, 1) rows without keys, or None.
+    Returns (B, H, Tq, dk)."""
+    attn_mask = None
+    if mask is not None:
+        attn_mask = (mask if empty is None else mask | empty).unsqueeze(1)  # (B, 1, 1 | Tq, Tk)
+    if position_bias is not None:
+        bias = position_bias(0, q.size(2), 0, k.size(2)) * scale  # (B, H, Tq, Tk)
+        attn_mask = bias if attn_mask is None else bias.masked_fill(~attn_mask, float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=scale)
 
 
 def _blocked_sdpa(

@@ -1,0 +1,109 @@
+"""A tiny CTC model, exported with ``speechforge export --format onnx``, decodes in
+sherpa-onnx to speechforge's own greedy transcripts: offline through
+``OfflineRecognizer.from_wenet_ctc``, streaming (dynamic-chunk, causal) through
+``OnlineRecognizer.from_wenet_ctc`` against ``StreamingDecoder`` at the same chunk and left
+context."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+sherpa_onnx = pytest.importorskip("sherpa_onnx")
+
+from speechforge.builder import build_model  # noqa: E402
+from speechforge.cli import main  # noqa: E402
+from speechforge.config import save_config  # noqa: E402
+from speechforge.data.audio import load_audio  # noqa: E402
+from speechforge.data.data_dir import read_data_dir  # noqa: E402
+from speechforge.decode.recognizer import Recognizer  # noqa: E402
+from speechforge.decode.streaming_decoder import StreamingDecoder  # noqa: E402
+from speechforge.text.char_tokenizer import CharTokenizer  # noqa: E402
+from speechforge.train.checkpoint import save_checkpoint  # noqa: E402
+
+F = 40
+CHUNK, LEFT = 8, 2
+ENCODERS = {
+    "offline": {"type": "conformer"},
+    "streaming": {"type": "conformer", "causal": True, "use_dynamic_chunk": True, "max_dynamic_chunk": CHUNK},
+}
+
+
+def make_experiment(root, data_dir, encoder: dict):
+    """Tokenizer, config and weights of a tiny model with CMVN statistics of the corpus and a
+    sharpened CTC head (confident, varied greedy outputs without the cost of training; any
+    difference in features or graph shows), exported
+    with ``speechforge export --format onnx``."""
+    utterances = read_data_dir(data_dir)
+    tokenizer = CharTokenizer.train([u.text for u in utterances])
+    config = {
+        "vocab_size": tokenizer.vocab_size,
+        "frontend": {"type": "fbank", "num_mel_bins": F, "kaldi_compatible": True},
+        "encoder": {**encoder, "d_model": 32, "heads": 2, "num_blocks": 2,
+                    "ffn": {"type": "dense", "hidden": 64},
+                    "encoder_block": {"type": "conformer", "conv_kernel": 5, "conv_norm": "layer_norm"}},
+        "losses": [{"type": "ctc"}],
+        "decode": {"methods": ["ctc_greedy_search"]},
+    }  # fmt: skip
+    model = build_model(config).eval()
+    waves = [load_audio(u.audio, 16000) for u in utterances[:4]]
+    with torch.no_grad():
+        feats = torch.cat([model.frontend.log_mel(w.unsqueeze(0), torch.tensor([w.numel()]))[0][0] for w in waves])
+        model.frontend.cmvn_mean.copy_(feats.mean(0))
+        model.frontend.cmvn_istd.copy_(1.0 / feats.std(0))
+        model.ctc.ctc_lo.weight.mul_(8.0)
+        # <sos/eos> (never a CTC target) and <unk> (sherpa-onnx's online result mangles a
+        # leading one) are not emitted, as by a trained model
+        model.ctc.ctc_lo.bias[[1, -1]] = -1e4
+    exp = root / "exp"
+    tokenizer.save(exp / "tokenizer")
+    save_config(config, exp / "config.yaml")
+    save_checkpoint({"model": model.state_dict()}, exp / "model_avg.pt")
+    assert main(["export", "--exp-dir", str(exp), "--format", "onnx"]) == 0
+    return exp, waves
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_offline_recognizer_gives_speechforge_greedy_transcripts(tmp_path, tiny_data_dir):
+    exp, waves = make_experiment(tmp_path, tiny_data_dir, ENCODERS["offline"])
+    recognizer = Recognizer(exp)
+    sherpa = sherpa_onnx.OfflineRecognizer.from_wenet_ctc(
+        model=str(exp / "export" / "model.onnx"), tokens=str(exp / "export" / "tokens.txt"),
+        num_threads=1, sample_rate=16000, feature_dim=F, decoding_method="greedy_search",
+    )  # fmt: skip
+    ours, theirs = [], []
+    for wave in waves[:4]:
+        stream = sherpa.create_stream()
+        stream.accept_waveform(16000, wave.numpy().astype(np.float32))
+        sherpa.decode_stream(stream)
+        theirs.append(words(stream.result.text))
+        ours.append(words(recognizer.transcribe(wave, "ctc_greedy_search")))
+    assert all(ours)  # the model says something
+    assert theirs == ours
+
+
+def test_online_recognizer_gives_speechforge_streaming_greedy_transcripts(tmp_path, tiny_data_dir):
+    exp, waves = make_experiment(tmp_path, tiny_data_dir, ENCODERS["streaming"])
+    recognizer = Recognizer(exp)
+    sherpa = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
+        model=str(exp / "export" / "model-streaming.onnx"), tokens=str(exp / "export" / "tokens.txt"),
+        chunk_size=CHUNK, num_left_chunks=LEFT, num_threads=1, sample_rate=16000, feature_dim=F,
+        decoding_method="greedy_search",
+    )  # fmt: skip
+    ours, theirs = [], []
+    for wave in waves[:4]:
+        stream = sherpa.create_stream()
+        stream.accept_waveform(16000, wave.numpy().astype(np.float32))
+        stream.input_finished()
+        while sherpa.is_ready(stream):
+            sherpa.decode_stream(stream)
+        theirs.append(words(sherpa.get_result(stream)))
+        decoder = StreamingDecoder(recognizer.model, recognizer.search("ctc_greedy_search"), CHUNK, LEFT)
+        decoder.accept_waveform(wave)  # whole chunks only, as sherpa-onnx decodes
+        ours.append(words(recognizer.tokenizer.decode(decoder.partial())))
+    assert all(ours)
+    assert theirs == ours
