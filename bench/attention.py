@@ -22,20 +22,13 @@ import subprocess
 import sys
 import time
 
+from proc_status import status_mb  # bench/proc_status.py, beside this script
+
 D_MODEL, HEADS, BATCH, THREADS = 512, 8, 4, 2
 LENGTHS = (500, 1000, 2000, 4000)
 QUICK_LENGTHS = (500, 1000)
 IMPLEMENTATIONS = ("reference", "flash")
 MODES = ("inference", "forward_backward")
-
-
-def status_mb(key: str) -> float:
-    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(key)
 
 
 def worker(implementation: str, mode: str, length: int) -> dict[str, float]:

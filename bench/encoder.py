@@ -42,6 +42,8 @@ from speechforge.modules.inference_transform import optimize_for_cpu_inference
 from speechforge.modules.ctc_head import CTCHead
 from speechforge.plugins import default_host
 
+from proc_status import status_mb  # bench/proc_status.py, beside this script
+
 INPUT_DIM = 80
 FRAMES = 1000  # 10 s at a 10 ms frame shift
 VOCAB = 500
@@ -183,17 +185,8 @@ def check_parity(ours: nn.Module, espnet: nn.Module) -> float:
     return diff
 
 
-def _status_bytes(field: str) -> int:
-    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM) in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field} line")
-
-
 def memory_worker(toolkit: str, mode: str, batch: int, threads: int) -> None:
-    """Run in a fresh process: print the peak RSS growth (bytes) of two steps of ``mode``.
+    """Run in a fresh process: print the peak RSS growth (MiB) of two steps of ``mode``.
 
     The high-water mark is reset right before the steps (``/proc/self/clear_refs``): a forked
     child's ``ru_maxrss`` starts from its parent's resident size, so it cannot serve here.
@@ -216,10 +209,10 @@ def memory_worker(toolkit: str, mode: str, batch: int, threads: int) -> None:
         fn = train_fn(model.train(), batch)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current VmRSS
-    base = _status_bytes("VmRSS")
+    base = status_mb("VmRSS")
     fn()
     fn()
-    print(max(_status_bytes("VmHWM") - base, 0))
+    print(max(status_mb("VmHWM") - base, 0.0))
 
 
 def measure_memory(toolkit: str, mode: str, batch: int, threads: int) -> float:
@@ -230,7 +223,7 @@ def measure_memory(toolkit: str, mode: str, batch: int, threads: int) -> float:
         capture_output=True,
         text=True,
     )
-    return int(out.stdout.strip().splitlines()[-1]) / 2**20
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def our_variant_times(ours: nn.Module, ours_ctc: nn.Module, warmup: int, repeats: int, compile_: bool) -> dict[str, Any]:

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from proc_status import status_mb  # bench/proc_status.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "egs" / "librispeech" / "conf" / "usm_rnnt_binary.yaml"
 THREADS, SECONDS, SAMPLE_RATE = 2, 10.0, 16000
@@ -41,15 +43,6 @@ SIDES = ("float", "packed")
 WARM_UP = ("encoder.num_blocks=1", "encoder.d_model=64", "encoder.heads=4", "encoder.ffn.hidden=128",
            "decoder.predictor.hidden=64", "decoder.joiner.dim=64")
 WORKER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 20)}
-
-
-def status_mb(key: str) -> float:
-    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(key)
 
 
 def model_config(path: Path, quantized: bool, overrides: tuple[str, ...] = ()) -> dict:
