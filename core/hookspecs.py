@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from torch import nn
 
+    from speechforge.deploy.onnx_exporter import OnnxExporter
     from speechforge.interfaces import Progress
     from speechforge.plugin_commands import PluginCommands
     from speechforge.registry import ComponentRegistry
@@ -136,4 +137,21 @@ def export_model(model: nn.Module, config: Mapping[str, Any], out_dir: Path) -> 
     :param config: the experiment config.
     :param out_dir: the export directory.
     :return: the paths this plugin wrote, or None.
+    """
+
+
+@hookspec
+def onnx_exporter(model: nn.Module) -> OnnxExporter | None:
+    """Called by ``speechforge export --format onnx`` before it writes anything, to find the
+    ONNX layout of ``model``.
+
+    A plugin whose components need a layout of their own (the rnnt plugin's transducers:
+    icefall's encoder / decoder / joiner) returns its exporter for a model that holds them,
+    and None for any other. Answer from what the model is, without raising: the export calls
+    the exporter's ``check`` (one-line ``ConfigError`` refusals) before writing anything and
+    ``export`` after ``model.pt``. With no answer the model is exported as sherpa-onnx's WeNet
+    CTC layout; two answers are an error naming both layouts.
+
+    :param model: the model being exported, as built from the experiment's config.
+    :return: an :class:`~speechforge.deploy.onnx_exporter.OnnxExporter`, or None.
     """

@@ -3,8 +3,10 @@
 (``export_model`` hook). ``model.pt`` keeps the plugin entries of the checkpoint it came from.
 A quantized experiment (``quantizer:``) is exported packed: ``model.pt`` holds the
 quantizer's packed state dict (``Quantizer.export``), which ``speechforge.load(DIR)`` runs as
-it is. ``--format onnx`` adds, beside ``model.pt``, the model as sherpa-onnx's WeNet CTC layout
-(:mod:`speechforge.deploy.wenet_ctc_export`; needs the ``onnx`` and ``onnxruntime`` packages)."""
+it is. ``--format onnx`` adds, beside ``model.pt``, the model in the ONNX layout sherpa-onnx
+runs: the one a plugin offers for it (``onnx_exporter`` hook; the rnnt plugin's transducer
+layout), else the WeNet CTC layout (:mod:`speechforge.deploy.wenet_ctc_export`); needs the
+``onnx`` and ``onnxruntime`` packages."""
 from __future__ import annotations
 
 import argparse
@@ -12,12 +14,15 @@ import logging
 import shutil
 from pathlib import Path
 
+from torch import nn
+
 from speechforge.builder import build_quantizer
 from speechforge.config import save_config
 from speechforge.decode.recognizer import EXPORTED, Recognizer
-from speechforge.deploy.sherpa_support import check_exportable
-from speechforge.deploy.wenet_ctc_export import export_wenet_ctc
+from speechforge.deploy.onnx_exporter import OnnxExporter
+from speechforge.deploy.wenet_ctc_export import WenetCtcExporter
 from speechforge.errors import ConfigError
+from speechforge.plugins import PluginHost
 from speechforge.train.checkpoint import PACKED, load_checkpoint, plugin_entries, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -31,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--format",
         choices=("pt", "onnx"),
         default="pt",
-        help="onnx: also model.onnx (+ model-streaming.onnx for a streaming model) and tokens.txt for sherpa-onnx",
+        help="onnx: also the ONNX graphs and tokens.txt for sherpa-onnx (a CTC model: model.onnx, + model-streaming.onnx "
+        "when trained to stream; a transducer: encoder.onnx, decoder.onnx, joiner.onnx)",
     )
     parser.add_argument("--int8", action="store_true", help="with --format onnx: also int8 dynamic-quantized copies")
     parser.set_defaults(run=run)
@@ -42,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--int8: quantizes the ONNX graphs; give --format onnx")
     out = args.out or args.exp_dir / "export"
     recognizer = Recognizer(args.exp_dir, cpu_inference=False)  # the model as built, for plugins
+    exporter = None
     if args.format == "onnx":  # refuse a model sherpa-onnx cannot run before writing anything
-        check_exportable(recognizer.model)
+        exporter = onnx_exporter(recognizer.host, recognizer.model)
+        exporter.check(recognizer.model)
     out.mkdir(parents=True, exist_ok=True)
     entries = plugin_entries(load_checkpoint(recognizer.checkpoint))
     quantizer = build_quantizer(recognizer.config, recognizer.host)
@@ -55,7 +63,17 @@ def run(args: argparse.Namespace) -> int:
     save_config(recognizer.config, out / "config.yaml")
     shutil.copytree(args.exp_dir / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
     written = recognizer.host.hook.export_model(model=recognizer.model, config=recognizer.config, out_dir=out)
-    if args.format == "onnx":
-        written = [*written, export_wenet_ctc(recognizer.model, recognizer.tokenizer.pieces, out, int8=args.int8)]
+    if exporter is not None:
+        written = [*written, exporter.export(recognizer.model, recognizer.tokenizer.pieces, out, int8=args.int8)]
     log.info("exported to %s (%s)", out, ", ".join(str(p) for paths in written for p in paths) or "no plugin artefacts")
     return 0
+
+
+def onnx_exporter(host: PluginHost, model: nn.Module) -> OnnxExporter:
+    """The layout ``--format onnx`` writes ``model`` in: the one plugin offers for it, else the
+    WeNet CTC layout. Raises: ConfigError when several plugins offer one."""
+    offered = host.hook.onnx_exporter(model=model)
+    if len(offered) > 1:
+        layouts = ", ".join(exporter.layout for exporter in offered)
+        raise ConfigError(f"--format onnx: several plugins offer an ONNX layout for this model ({layouts}); the export writes one")
+    return offered[0] if offered else WenetCtcExporter()

@@ -1,5 +1,6 @@
-"""What a model must be for sherpa-onnx's WeNet CTC runtime, checked before anything is
-exported, each refusal one line saying why."""
+"""What a model must be for sherpa-onnx, checked before anything is exported, each refusal one
+line saying why: the features and encoder of every layout, the CTC head and streaming state of
+the WeNet CTC layout."""
 from __future__ import annotations
 
 from torch import nn
@@ -16,9 +17,22 @@ CHUNK_STATE_KEYS = ({"att"}, {"att", "cnn"})
 def check_offline(model: nn.Module) -> tuple[FbankFrontend, BlockStackEncoder, CTCHead]:
     """The frontend, encoder and CTC head of a model sherpa-onnx can run offline.
 
-    Raises: ConfigError when sherpa-onnx cannot reproduce the features (only Kaldi filterbanks
-    of 25 ms every 10 ms), the encoder is not a subsampling + block stack, or there is no CTC
-    head (transducers and attention-only models have no WeNet CTC layout).
+    Raises: ConfigError when sherpa-onnx cannot reproduce the features or run the encoder
+    (:func:`check_features`, :func:`check_encoder`), or there is no CTC head (attention-only
+    models have no WeNet CTC layout).
+    """
+    frontend, encoder = check_features(model), check_encoder(model)
+    ctc = getattr(model, "ctc", None)
+    if not isinstance(ctc, CTCHead):
+        raise ConfigError("ctc_head: the WeNet CTC layout is a CTC model; this one has no CTC head (add {type: ctc} to losses)")
+    return frontend, encoder, ctc
+
+
+def check_features(model: nn.Module) -> FbankFrontend:
+    """The frontend of a model whose features sherpa-onnx computes itself, in every layout.
+
+    Raises: ConfigError unless it is the fbank frontend in its Kaldi-compatible mode with
+    25 ms frames every 10 ms (what kaldi-native-fbank computes in sherpa-onnx).
     """
     frontend = getattr(model, "frontend", None)
     if not isinstance(frontend, FbankFrontend):
@@ -33,13 +47,16 @@ def check_offline(model: nn.Module) -> tuple[FbankFrontend, BlockStackEncoder, C
             f"frontend.frame_length_ms/frame_shift_ms: sherpa-onnx uses 25 ms every 10 ms, the model "
             f"{frontend.frame_length_ms:g} ms every {frontend.frame_shift_ms:g} ms"
         )
+    return frontend
+
+
+def check_encoder(model: nn.Module) -> BlockStackEncoder:
+    """The encoder of a model, when it is the subsampling + block stack the exported graphs
+    call. Raises: ConfigError for another encoder."""
     encoder = getattr(model, "encoder", None)
     if not isinstance(encoder, BlockStackEncoder):
-        raise ConfigError(f"encoder: the WeNet CTC layout needs a subsampling + block-stack encoder, not {type(encoder).__name__}")
-    ctc = getattr(model, "ctc", None)
-    if not isinstance(ctc, CTCHead):
-        raise ConfigError("ctc_head: the WeNet CTC layout is a CTC model; this one has no CTC head (add {type: ctc} to losses)")
-    return frontend, encoder, ctc
+        raise ConfigError(f"encoder: the ONNX export needs a subsampling + block-stack encoder, not {type(encoder).__name__}")
+    return encoder
 
 
 def is_streaming(encoder: BlockStackEncoder) -> bool:

@@ -8,38 +8,46 @@ quantizer, int8 weights of the matrix multiplications). Each graph carries the m
 sherpa-onnx reads (``vocab_size``, ``subsampling_factor``; for the chunked one also ``head``,
 ``num_blocks``, ``output_size``, ``cnn_module_kernel``, ``right_context``).
 
-The graphs are traced with the TorchScript exporter (``dynamo=False``), as WeNet and icefall
-export: layers take their export-friendly forms under :func:`is_exporting`. After export each
-graph is run in onnxruntime at a length it was not traced at and compared with PyTorch, so a
-layer whose loop or branch was frozen into the graph fails the export instead of the runtime.
+Each graph is traced and checked at an untraced length as :mod:`speechforge.deploy.onnx_files`
+says. :class:`WenetCtcExporter` is the layout ``speechforge export --format onnx`` writes for a
+model no plugin claims (``onnx_exporter`` hook).
 """
 from __future__ import annotations
 
-import os
-import tempfile
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from speechforge.deploy.sherpa_support import check_offline, check_streaming, conv_kernel, is_streaming
+from speechforge.deploy.onnx_exporter import OnnxExporter
+from speechforge.deploy.onnx_files import add_metadata, check_follows_input, quantize_int8, trace_to_onnx
+from speechforge.deploy.sherpa_support import check_exportable, check_offline, check_streaming, conv_kernel, is_streaming
 from speechforge.deploy.tokens_file import write_tokens
 from speechforge.deploy.wenet_chunk_ctc_graph import WenetChunkCtcGraph
 from speechforge.deploy.wenet_ctc_graph import WenetCtcGraph
 from speechforge.errors import ConfigError
 
-OPSET = 17
 #: chunk and left chunks of the traced example (the graph takes any at run time)
 EXAMPLE_CHUNK, EXAMPLE_LEFT_CHUNKS = 16, 4
-#: onnxruntime vs PyTorch at an untraced length; beyond it the graph did not follow the input
-CHECK_TOLERANCE = 1e-3
 
 OFFLINE_INPUTS = ("feats", "feats_length")
 OFFLINE_OUTPUTS = ("log_probs", "log_probs_length")
 CHUNK_INPUTS = ("chunk", "offset", "required_cache_size", "att_cache", "cnn_cache", "att_mask")
 CHUNK_OUTPUTS = ("log_probs", "next_att_cache", "next_cnn_cache")
+
+
+class WenetCtcExporter(OnnxExporter):
+    """sherpa-onnx's WeNet CTC layout (``from_wenet_ctc``), offline and, for a model trained
+    to stream, chunked."""
+
+    layout = "WeNet CTC"
+
+    def check(self, model: nn.Module) -> None:
+        check_exportable(model)
+
+    def export(self, model: nn.Module, pieces: Sequence[str], out_dir: Path, *, int8: bool) -> list[Path]:
+        return export_wenet_ctc(model, pieces, out_dir, int8=int8)
 
 
 def export_wenet_ctc(model: nn.Module, pieces: Sequence[str], out_dir: Path, *, int8: bool = False) -> list[Path]:
@@ -121,101 +129,3 @@ def export_chunked(graph: WenetChunkCtcGraph, feat_dim: int, path: Path) -> Path
     trace_to_onnx(graph, chunk_inputs(graph, feat_dim, EXAMPLE_CHUNK, EXAMPLE_LEFT_CHUNKS), path, CHUNK_INPUTS, CHUNK_OUTPUTS, axes)
     check_follows_input(graph, path, chunk_inputs(graph, feat_dim, 8, 2))
     return path
-
-
-def trace_to_onnx(
-    graph: nn.Module,
-    example: tuple[Tensor, ...],
-    path: Path,
-    input_names: Sequence[str],
-    output_names: Sequence[str],
-    dynamic_axes: Mapping[str, Mapping[int, str]],
-) -> None:
-    """``torch.onnx.export`` (TorchScript tracer) to a temporary file renamed over ``path``.
-
-    ``graph`` is put in eval mode first: the exporter restores the mode it found, and a fresh
-    wrapper's training mode would switch the model's dropout on for good.
-    """
-    graph.eval()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter's notice
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks seen as constants
-            torch.onnx.export(
-                graph,
-                example,
-                tmp,
-                input_names=list(input_names),
-                output_names=list(output_names),
-                dynamic_axes={name: dict(axes) for name, axes in dynamic_axes.items()},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def check_follows_input(graph: nn.Module, path: Path, inputs: tuple[Tensor, ...]) -> None:
-    """Run ``path`` in onnxruntime on ``inputs`` (shapes it was not traced at) and compare with
-    PyTorch. Raises: ConfigError naming the largest difference when they disagree."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    if len(names) != len(inputs):
-        raise ConfigError(f"{path.name}: the exported graph has inputs {names}; the layout needs {len(inputs)}")
-    try:
-        got = session.run(None, {name: tensor.numpy() for name, tensor in zip(names, inputs)})
-    except Exception as error:  # onnxruntime raises its own Fail/InvalidArgument types
-        raise ConfigError(f"{path.name}: the exported graph fails on another input length: {error}") from None
-    with torch.no_grad():
-        want = graph(*inputs)
-    for name, ours, theirs in zip(session.get_outputs(), want, got):
-        if tuple(ours.shape) != theirs.shape:
-            raise ConfigError(f"{path.name}: output {name.name} has shape {theirs.shape}, PyTorch {tuple(ours.shape)}")
-        diff = (ours.double() - torch.from_numpy(theirs).double()).abs().max().item() if ours.numel() else 0.0
-        if diff > CHECK_TOLERANCE:
-            raise ConfigError(
-                f"{path.name}: output {name.name} differs from PyTorch by {diff:.3g} at an untraced length; "
-                f"a layer's loop or branch was frozen into the graph"
-            )
-
-
-def add_metadata(path: Path, meta: Mapping[str, object]) -> None:
-    """Set ``meta`` as the graph's metadata properties (sherpa-onnx reads them as strings)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, str(value)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def quantize_int8(source: Path, target: Path, meta: Mapping[str, object]) -> Path:
-    """onnxruntime's dynamic quantization of ``source`` (int8 weights of every MatMul, the
-    activations quantized per call), with ``meta`` set again."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        quantize_dynamic(str(source), tmp, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    add_metadata(target, meta)
-    return target

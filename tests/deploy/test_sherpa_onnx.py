@@ -2,7 +2,9 @@
 sherpa-onnx to speechforge's own greedy transcripts: offline through
 ``OfflineRecognizer.from_wenet_ctc``, streaming (dynamic-chunk, causal) through
 ``OnlineRecognizer.from_wenet_ctc`` against ``StreamingDecoder`` at the same chunk and left
-context."""
+context; a tiny stateless-predictor transducer through ``OfflineRecognizer.from_transducer``
+against ``transducer_greedy_search`` at one token per frame, as sherpa-onnx's greedy search
+decodes, on audio that starts or ends with digital silence."""
 from __future__ import annotations
 
 import jiwer
@@ -31,11 +33,22 @@ ENCODERS = {
 }
 
 
-def make_experiment(root, data_dir, encoder: dict):
-    """Tokenizer, config and weights of a tiny model with CMVN statistics of the corpus and a
-    sharpened CTC head (confident, varied greedy outputs without the cost of training; any
-    difference in features or graph shows), exported
-    with ``speechforge export --format onnx``."""
+CTC = {"losses": [{"type": "ctc"}], "decode": {"methods": ["ctc_greedy_search"]}}
+#: as egs/librispeech/conf/usm_rnnt_small_stateless.yaml: icefall's stateless predictor, greedy
+#: decoding at one token per frame (sherpa-onnx's greedy search)
+TRANSDUCER = {
+    "decoder": {"type": "transducer", "predictor": {"type": "stateless", "dim": 32, "context_size": 2},
+                "joiner": {"type": "linear", "dim": 32}},
+    "losses": [{"type": "rnnt", "backend": "native"}],
+    "decode": {"methods": ["transducer_greedy_search"], "options": {"transducer_greedy_search": {"max_symbols": 1}}},
+}  # fmt: skip
+
+
+def make_experiment(root, data_dir, encoder: dict, task: dict = CTC):
+    """Tokenizer, config and weights of a tiny model (a CTC head, or with ``TRANSDUCER`` a
+    transducer) with CMVN statistics of the corpus and a sharpened output layer (confident,
+    varied greedy outputs without the cost of training; any difference in features or graph
+    shows), exported with ``speechforge export --format onnx``."""
     utterances = read_data_dir(data_dir)
     tokenizer = CharTokenizer.train([u.text for u in utterances])
     config = {
@@ -44,8 +57,7 @@ def make_experiment(root, data_dir, encoder: dict):
         "encoder": {**encoder, "d_model": 32, "heads": 2, "num_blocks": 2,
                     "ffn": {"type": "dense", "hidden": 64},
                     "encoder_block": {"type": "conformer", "conv_kernel": 5, "conv_norm": "layer_norm"}},
-        "losses": [{"type": "ctc"}],
-        "decode": {"methods": ["ctc_greedy_search"]},
+        **task,
     }  # fmt: skip
     torch.manual_seed(0)
     model = build_model(config).eval()
@@ -54,10 +66,12 @@ def make_experiment(root, data_dir, encoder: dict):
         feats = torch.cat([model.frontend.log_mel(w.unsqueeze(0), torch.tensor([w.numel()]))[0][0] for w in waves])
         model.frontend.cmvn_mean.copy_(feats.mean(0))
         model.frontend.cmvn_istd.copy_(1.0 / feats.std(0))
-        model.ctc.ctc_lo.weight.mul_(8.0)
-        # <sos/eos> (never a CTC target) and <unk> (sherpa-onnx's online result mangles a
-        # leading one) are not emitted, as by a trained model
-        model.ctc.ctc_lo.bias[[1, -1]] = -1e4
+        output = model.ctc.ctc_lo if model.ctc is not None else model.decoder.joiner.output
+        output.weight.mul_(8.0)
+        # <sos/eos> (never a target) and <unk> are not emitted, as by a trained model:
+        # sherpa-onnx's online CTC result mangles a leading <unk>, its transducer greedy search
+        # takes <unk> for a blank
+        output.bias[[1, -1]] = -1e4
     exp = root / "exp"
     tokenizer.save(exp / "tokenizer")
     save_config(config, exp / "config.yaml")
@@ -112,4 +126,26 @@ def test_online_recognizer_gives_speechforge_streaming_greedy_transcripts(tmp_pa
         decoder.accept_waveform(wave)  # whole chunks only, as sherpa-onnx decodes
         ours.append(words(recognizer.tokenizer.decode(decoder.partial())))
     assert all(ours)
+    assert theirs == ours
+
+
+def test_offline_transducer_gives_speechforge_greedy_transcripts(tmp_path, tiny_data_dir):
+    exp, waves = make_experiment(tmp_path, tiny_data_dir, ENCODERS["offline"], TRANSDUCER)
+    silence = torch.zeros(4800)  # 0.3 s of digital silence: on Kaldi's log floor at both sample scales
+    waves[0], waves[1] = torch.cat((silence, waves[0])), torch.cat((waves[1], silence))
+    recognizer = Recognizer(exp)
+    out = exp / "export"
+    sherpa = sherpa_onnx.OfflineRecognizer.from_transducer(
+        encoder=str(out / "encoder.onnx"), decoder=str(out / "decoder.onnx"), joiner=str(out / "joiner.onnx"),
+        tokens=str(out / "tokens.txt"), num_threads=1, sample_rate=16000, feature_dim=F,
+        decoding_method="greedy_search",
+    )  # fmt: skip
+    ours, theirs = [], []
+    for wave in waves:
+        stream = sherpa.create_stream()
+        stream.accept_waveform(16000, wave.numpy().astype(np.float32))
+        sherpa.decode_stream(stream)
+        theirs.append(words(stream.result.text))
+        ours.append(words(recognizer.transcribe(wave, "transducer_greedy_search")))  # max_symbols 1
+    assert all(ours)  # the model says something
     assert theirs == ours

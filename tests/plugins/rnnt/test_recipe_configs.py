@@ -1,6 +1,7 @@
 """The recipe's transducer configs: the paper-shaped usm_rnnt builds on the meta device with
 893M parameters (within 2 %, training-only projections aside), the small ones build with
-64-multiple dimensions, the streaming one is causal with dynamic chunks."""
+64-multiple dimensions, the streaming one is causal with dynamic chunks, the stateless one is
+usm_rnnt_small with what sherpa-onnx needs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_usm_rnnt_is_the_papers_shape_with_893m_parameters(build_on_meta):
     assert config["optim"]["type"] == "adafactor"
 
 
-@pytest.mark.parametrize("name,streaming", [("usm_rnnt_small", False), ("usm_rnnt_small_streaming", True)])
+@pytest.mark.parametrize("name,streaming", [("usm_rnnt_small", False), ("usm_rnnt_small_streaming", True), ("usm_rnnt_small_stateless", False)])
 def test_small_configs_build_with_64_multiples(name, streaming, build_on_meta):
     config = load_config(CONF / f"{name}.yaml")
     model = build_on_meta({**config, "vocab_size": 32})
@@ -63,3 +64,19 @@ def test_small_configs_build_with_64_multiples(name, streaming, build_on_meta):
     assert model.encoder.use_dynamic_chunk is streaming
     assert all(b.conv_module.causal for b in model.encoder.blocks) is streaming
     assert config["decode"]["methods"][0] == "transducer_modified_beam_search"
+
+
+def test_the_stateless_config_is_usm_rnnt_small_made_for_sherpa_onnx():
+    from speechforge.errors import ConfigError
+    from speechforge_plugins.rnnt.transducer_onnx_exporter import TransducerOnnxExporter
+
+    small, stateless = (load_config(CONF / f"{name}.yaml") for name in ("usm_rnnt_small", "usm_rnnt_small_stateless"))
+    assert stateless["decoder"].pop("predictor") == {"type": "stateless", "dim": 256, "context_size": 2}
+    assert stateless["frontend"].pop("kaldi_compatible") is True
+    assert stateless["decode"].pop("options") == {"transducer_greedy_search": {"max_symbols": 1}}  # as sherpa-onnx
+    small["decoder"].pop("predictor")
+    assert stateless == small  # nothing else changed
+    TransducerOnnxExporter().check(build_model({**load_config(CONF / "usm_rnnt_small_stateless.yaml"), "vocab_size": 32}))
+    lstm = load_config(CONF / "usm_rnnt_small.yaml", ["frontend.kaldi_compatible=true"])
+    with pytest.raises(ConfigError, match="^decoder.predictor: sherpa-onnx's transducer decoder"):
+        TransducerOnnxExporter().check(build_model({**lstm, "vocab_size": 32}))
