@@ -9,10 +9,12 @@ instead of the deployment.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,6 +25,22 @@ from speechforge.errors import ConfigError
 OPSET = 17
 #: onnxruntime vs PyTorch at an untraced shape; beyond it the graph did not follow the input
 CHECK_TOLERANCE = 1e-3
+
+
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` to write, renamed over ``path`` when the block ends
+    without error and removed when it fails, so a reader never sees half a graph. The file is
+    made readable by everyone (mkstemp's 0600 is not what a deployment ships)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def trace_to_onnx(
@@ -39,26 +57,19 @@ def trace_to_onnx(
     wrapper's training mode would switch the model's dropout on for good.
     """
     graph.eval()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter's notice
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks seen as constants
-            torch.onnx.export(
-                graph,
-                example,
-                tmp,
-                input_names=list(input_names),
-                output_names=list(output_names),
-                dynamic_axes={name: dict(axes) for name, axes in dynamic_axes.items()},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter's notice
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks seen as constants
+        torch.onnx.export(
+            graph,
+            example,
+            tmp,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes={name: dict(axes) for name, axes in dynamic_axes.items()},
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def check_follows_input(graph: nn.Module, path: Path, inputs: tuple[Tensor, ...]) -> None:
@@ -98,14 +109,8 @@ def add_metadata(path: Path, meta: Mapping[str, object]) -> None:
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replaced_atomically(path) as tmp:
         onnx.save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def quantize_int8(source: Path, target: Path, meta: Mapping[str, object]) -> Path:
@@ -113,13 +118,13 @@ def quantize_int8(source: Path, target: Path, meta: Mapping[str, object]) -> Pat
     activations quantized per call), with ``meta`` set again."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the quantizer logs a line per tensor to the root logger
     try:
-        quantize_dynamic(str(source), tmp, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with replaced_atomically(target) as tmp:
+            quantize_dynamic(str(source), tmp, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     add_metadata(target, meta)
     return target

@@ -144,6 +144,7 @@ def test_files_int8_copies_and_tokens(exported):
     assert {p.name for p in out.iterdir()} == {"tokens.txt", *(f"{g}.onnx" for g in graphs), *(f"{g}.int8.onnx" for g in graphs)}
     for graph in graphs:
         assert metadata(out / f"{graph}.int8.onnx") == metadata(out / f"{graph}.onnx")
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {"0o644"}  # shippable, not mkstemp's 0600
     assert "MatMulInteger" in {node.op_type for node in onnx.load(str(out / "encoder.int8.onnx")).graph.node}
     x = torch.randn(1, 200, F).numpy()
     lens = torch.tensor([200]).numpy()
