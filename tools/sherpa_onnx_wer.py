@@ -6,8 +6,10 @@ and print both WERs: the check that an export deploys (docs/deployment.md).
     tools/sherpa_onnx_wer.py --exp-dir exp/u2pp_conformer_small --data data/test-clean \\
         --online --chunk-size 16 --num-left-chunks 4
 
-Offline, sherpa-onnx's ``OfflineRecognizer`` (``from_wenet_ctc``) decodes ``EXP/export`` and
-speechforge's greedy search decodes the same utterances from the experiment's checkpoint.
+Offline, sherpa-onnx's ``OfflineRecognizer`` decodes ``EXP/export`` (``from_wenet_ctc``, or
+``from_transducer`` for a transducer's encoder / decoder / joiner files) and speechforge's
+greedy search decodes the same utterances from the experiment's checkpoint (a transducer's at
+one token per frame, as sherpa-onnx's greedy search emits).
 ``--online`` runs ``OnlineRecognizer.from_wenet_ctc`` on ``model-streaming.onnx`` against
 speechforge's :class:`StreamingDecoder` (what ``speechforge stream`` runs) at the same chunk
 size and left context. sherpa-onnx decodes whole chunks only, so both sides get the tail
@@ -32,7 +34,12 @@ from speechforge.decode.streaming_decoder import StreamingDecoder
 from speechforge.metrics.wer import error_rates
 
 SAMPLE_RATE = 16000
-GREEDY = "ctc_greedy_search"
+CTC_GREEDY = "ctc_greedy_search"
+TRANSDUCER_GREEDY = "transducer_greedy_search"
+
+
+def is_transducer(export: Path) -> bool:
+    return (export / "encoder.onnx").exists()
 
 
 def words(text: str) -> str:
@@ -46,6 +53,11 @@ def sherpa_recognizer(export: Path, args: argparse.Namespace):
     suffix = ".int8.onnx" if args.int8 else ".onnx"
     common = {"tokens": str(export / "tokens.txt"), "num_threads": args.threads, "sample_rate": SAMPLE_RATE,
               "feature_dim": args.feature_dim, "decoding_method": "greedy_search"}  # fmt: skip
+    if is_transducer(export):
+        if args.online:
+            raise SystemExit("--online: the transducer export is offline only")
+        graphs = {name: str(export / f"{name}{suffix}") for name in ("encoder", "decoder", "joiner")}
+        return sherpa_onnx.OfflineRecognizer.from_transducer(**graphs, **common)
     if args.online:
         return sherpa_onnx.OnlineRecognizer.from_wenet_ctc(
             model=str(export / f"model-streaming{suffix}"), chunk_size=args.chunk_size,
@@ -67,9 +79,11 @@ def sherpa_text(recognizer, wave: np.ndarray, online: bool) -> str:
 
 
 def speechforge_text(recognizer: Recognizer, wave: torch.Tensor, args: argparse.Namespace) -> str:
+    if args.transducer:
+        return recognizer.transcribe(wave, TRANSDUCER_GREEDY, max_symbols=1)
     if not args.online:
-        return recognizer.transcribe(wave, GREEDY)
-    decoder = StreamingDecoder(recognizer.model, recognizer.search(GREEDY), args.chunk_size, args.num_left_chunks)
+        return recognizer.transcribe(wave, CTC_GREEDY)
+    decoder = StreamingDecoder(recognizer.model, recognizer.search(CTC_GREEDY), args.chunk_size, args.num_left_chunks)
     decoder.accept_waveform(wave)
     decoder.finish()
     return recognizer.tokenizer.decode(decoder.final())
@@ -90,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    args.transducer = is_transducer(args.exp_dir / "export")
     out = args.out or args.exp_dir / "sherpa_onnx" / (args.data.name + ("_online" if args.online else ""))
     ours = Recognizer(args.exp_dir)
     theirs = sherpa_recognizer(args.exp_dir / "export", args)
@@ -108,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     differ = sum(ours_hyps[k] != theirs_hyps[k] for k in refs)
     mode = f"online, chunk {args.chunk_size}, {args.num_left_chunks} left chunks" if args.online else "offline"
     print(f"{args.data}: {len(refs)} utterances, {mode}{', int8' if args.int8 else ''}")
-    print(f"  speechforge {GREEDY}: WER {ours_wer:.2f}")
+    print(f"  speechforge {TRANSDUCER_GREEDY if args.transducer else CTC_GREEDY}: WER {ours_wer:.2f}")
     print(f"  sherpa-onnx greedy_search: WER {theirs_wer:.2f}  ({differ} utterances differ; hyps in {out})")
-    result = {"utterances": len(refs), "online": args.online, "int8": args.int8, "speechforge_wer": round(ours_wer, 2),
+    result = {"utterances": len(refs), "transducer": args.transducer, "online": args.online, "int8": args.int8, "speechforge_wer": round(ours_wer, 2),
               "sherpa_onnx_wer": round(theirs_wer, 2), "wer_diff": round(theirs_wer - ours_wer, 2), "utterances_differ": differ}  # fmt: skip
     print(json.dumps(result))
     return 0

@@ -7,6 +7,10 @@ against ``transducer_greedy_search`` at one token per frame, as sherpa-onnx's gr
 decodes, on audio that starts or ends with digital silence."""
 from __future__ import annotations
 
+import importlib.util
+import json
+from pathlib import Path
+
 import jiwer
 import numpy as np
 import pytest
@@ -19,9 +23,10 @@ from speechforge.builder import build_model  # noqa: E402
 from speechforge.cli import main  # noqa: E402
 from speechforge.config import save_config  # noqa: E402
 from speechforge.data.audio import load_audio  # noqa: E402
-from speechforge.data.data_dir import read_data_dir  # noqa: E402
+from speechforge.data.data_dir import read_data_dir, read_table  # noqa: E402
 from speechforge.decode.recognizer import Recognizer  # noqa: E402
 from speechforge.decode.streaming_decoder import StreamingDecoder  # noqa: E402
+from speechforge.metrics.wer import error_rates  # noqa: E402
 from speechforge.text.char_tokenizer import CharTokenizer  # noqa: E402
 from speechforge.train.checkpoint import save_checkpoint  # noqa: E402
 
@@ -149,3 +154,32 @@ def test_offline_transducer_gives_speechforge_greedy_transcripts(tmp_path, tiny_
         ours.append(words(recognizer.transcribe(wave, "transducer_greedy_search")))  # max_symbols 1
     assert all(ours)  # the model says something
     assert theirs == ours
+
+
+def load_wer_tool():
+    """tools/sherpa_onnx_wer.py, a script, imported by path."""
+    path = Path(__file__).resolve().parents[2] / "tools" / "sherpa_onnx_wer.py"
+    spec = importlib.util.spec_from_file_location("sherpa_onnx_wer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("encoder", "task", "online"),
+    [("offline", CTC, False), ("streaming", CTC, True), ("offline", TRANSDUCER, False)],
+    ids=["ctc_offline", "ctc_online", "transducer"],
+)
+def test_the_wer_tool_scores_both_runtimes_on_a_data_dir(tmp_path, tiny_data_dir, capsys, encoder, task, online):
+    exp, _ = make_experiment(tmp_path, tiny_data_dir, ENCODERS[encoder], task)
+    mode = ["--online", "--chunk-size", str(CHUNK), "--num-left-chunks", str(LEFT)] if online else []
+    out = tmp_path / "scored"
+    tool = load_wer_tool()
+    assert tool.main(["--exp-dir", str(exp), "--data", str(tiny_data_dir), "--feature-dim", str(F), "--out", str(out), *mode]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["transducer"] == (task is TRANSDUCER)
+    ours, theirs = (read_table(out / f"hyp.{side}") for side in ("speechforge", "sherpa_onnx"))
+    utterances = read_data_dir(tiny_data_dir)
+    assert set(ours) == set(theirs) == {u.utt_id for u in utterances} and result["utterances"] == len(utterances)
+    assert result["speechforge_wer"] == round(error_rates({u.utt_id: u.text for u in utterances}, ours).wer, 2)
+    assert result["utterances_differ"] == sum(ours[k] != theirs[k] for k in ours) <= 1  # the runtimes agree
