@@ -39,7 +39,8 @@ class QuantTarget:
     weights: tuple[str, ...]
 
     def weight_name(self, weight: str) -> str:
-        """The name errors and reports use: the module's for a linear's ``weight``, else
+        """The name errors and reports use, and where the packed export puts the weight's packed
+        form: the module's for a linear's ``weight`` (the layer is swapped whole), else
         ``module.weight`` (``encoder.blocks.0.feed_forward.w_1`` of an expert bank)."""
         return self.name if isinstance(self.module, nn.Linear) and weight == "weight" else f"{self.name}.{weight}"
 
