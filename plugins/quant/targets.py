@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from speechforge.errors import ConfigError
 from speechforge.modules.subsampling import Conv2dSubsampling
@@ -50,7 +51,10 @@ def quantizable_weights(module: nn.Module) -> tuple[str, ...]:
     if isinstance(module, nn.Linear):
         return ("weight",)
     names = getattr(module, "quantizable_weights", ())
-    return tuple(name for name in names if getattr(module, name, None) is not None)
+    # a parametrized weight is present without computing it (a whole fake-quantized bank)
+    return tuple(
+        name for name in names if parametrize.is_parametrized(module, name) or getattr(module, name, None) is not None
+    )
 
 
 def quantizable_modules(model: nn.Module) -> list[QuantTarget]:
