@@ -56,7 +56,8 @@ def packed_moe(quantized: MoEFeedForward, **kwargs) -> MoEFeedForward:
     packed = moe_layer(**kwargs).eval()
     for bank in BANKS:
         replace_module(packed, bank, PackedExpertBank.from_parametrized(quantized, bank))
-    packed.load_state_dict({k: v for k, v in quantized.state_dict().items() if not k.startswith("parametrizations.")}, strict=False)
+    floats = {key: value for key, value in quantized.state_dict().items() if not key.startswith("parametrizations.")}
+    packed.load_state_dict(floats, strict=False)  # the router and the biases
     return packed
 
 
@@ -125,5 +126,6 @@ def test_packed_state_dict_loads_into_an_empty_bank():
 
 def test_an_unquantized_stack_is_refused_with_what_it_has():
     layer = build_component("ffn", {"type": "moe", "num_experts": E, "hidden": H}, "ffn", d_model=D)
-    with pytest.raises(ConfigError, match=r"MoEFeedForward\.w_1: packing needs exactly one fake quantizer, got parametrizations \[\]"):
+    expected = r"MoEFeedForward\.w_1: packing needs exactly one fake quantizer, got parametrizations \[\]"
+    with pytest.raises(ConfigError, match=expected):
         PackedExpertBank.from_parametrized(layer, "w_1")

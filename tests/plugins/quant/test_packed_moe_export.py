@@ -75,7 +75,7 @@ def test_export_then_load_runs_packed_banks_and_equals_the_fake_quantized_model(
     assert not any(tuple(value.shape) in stacks for value in state.values())
 
     fake, packed = speechforge.load(exp), speechforge.load(exp / "export")
-    layers = [m for name, m in packed.model.named_modules() if isinstance(m, MoEFeedForward) and name.startswith("encoder.")]
+    layers = [m for name, m in packed.model.encoder.named_modules() if isinstance(m, MoEFeedForward)]
     assert len(layers) == 2 and all(isinstance(layer.w_1, PackedExpertBank) for layer in layers)
     assert not any(tuple(p.shape) in stacks for p in packed.model.parameters())
     utterances = read_data_dir(data)[:2]
