@@ -64,7 +64,12 @@ class MoEFeedForward(FeedForward):
     Expert ``e`` holds ``w_1[e]`` (H, D), ``w_2[e]`` (D, H) (and ``w_gate[e]``), laid out like
     the ``nn.Linear`` weights of core's dense FFN, so a dense checkpoint copies into any expert.
     Each forward reads the stacked weights once, so a parametrization of ``w_1``, ``w_gate`` or
-    ``w_2`` (``torch.nn.utils.parametrize``) reaches every expert on every path.
+    ``w_2`` (``torch.nn.utils.parametrize``) reaches every expert on every path. A module may
+    also stand in for a stacked weight (``layer.w_1 = module``) if it is indexed like one:
+    ``module[e]`` gives expert e's (O, I) weight, made when that expert runs (the quant
+    plugin's packed bank, which never expands the whole float stack). The layer then runs its
+    experts one by one whatever ``dispatch`` says, without oneDNN copies: the padded batched
+    GEMM and the copies read whole stacks, which only tensors are.
     :func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference` gives the
     layer its CPU inference form (:meth:`cpu_inference_form`): experts run core's fused oneDNN
     linear kernels (:mod:`speechforge.modules.fused_linear`) on oneDNN-layout copies of their
@@ -108,7 +113,8 @@ class MoEFeedForward(FeedForward):
                 ceil(c * N * top_k / E) assignments per forward, dropping the rest (first
                 choices are served before second choices, then in frame order). A frame that
                 loses all its experts gets zeros, i.e. passes through the residual.
-            dispatch: grouped, padded, or auto (see :data:`PADDED_MAX_WASTE`).
+            dispatch: grouped, padded, or auto (see :data:`PADDED_MAX_WASTE`); a layer whose
+                stacked weights a module stands in for always runs grouped.
         """
         super().__init__()
         if num_experts < 1:
@@ -181,6 +187,8 @@ class MoEFeedForward(FeedForward):
 
     def _pads(self, sizes: list[int], rows: int, device: torch.device) -> bool:
         """Whether to run the padded batched GEMM rather than one GEMM pair per expert."""
+        if self._stand_ins():
+            return False
         if self.dispatch != "auto":
             return self.dispatch == "padded"
         return device.type != "cpu" and max(sizes) * self.num_experts <= (1 + PADDED_MAX_WASTE) * rows
@@ -204,10 +212,14 @@ class MoEFeedForward(FeedForward):
         """This layer with packed oneDNN expert kernels for CPU inference (called by
         :func:`~speechforge.modules.inference_transform.optimize_for_cpu_inference`, which
         works on a copy of the model); a subclass, which may compute its weights otherwise,
-        stays as it is."""
-        if type(self) is MoEFeedForward:
+        and a layer whose stacked weights a module stands in for stay as they are."""
+        if type(self) is MoEFeedForward and not self._stand_ins():
             self._packer = WeightPacker()
         return self
+
+    def _stand_ins(self) -> bool:
+        """Whether a module stands in for any stacked expert weight (see the class docstring)."""
+        return any(name in self._modules for name in self.quantizable_weights)
 
     def expert(self, x: Tensor, e: int, weights: ExpertWeights | None = None) -> Tensor:
         """Expert ``e`` on its rows, exactly core's dense FFN: (n, D) -> (n, D).

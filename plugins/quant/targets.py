@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from speechforge.errors import ConfigError
 from speechforge.modules.subsampling import Conv2dSubsampling
@@ -39,7 +40,8 @@ class QuantTarget:
     weights: tuple[str, ...]
 
     def weight_name(self, weight: str) -> str:
-        """The name errors and reports use: the module's for a linear's ``weight``, else
+        """The name errors and reports use, and where the packed export puts the weight's packed
+        form: the module's for a linear's ``weight`` (the layer is swapped whole), else
         ``module.weight`` (``encoder.blocks.0.feed_forward.w_1`` of an expert bank)."""
         return self.name if isinstance(self.module, nn.Linear) and weight == "weight" else f"{self.name}.{weight}"
 
@@ -49,7 +51,10 @@ def quantizable_weights(module: nn.Module) -> tuple[str, ...]:
     if isinstance(module, nn.Linear):
         return ("weight",)
     names = getattr(module, "quantizable_weights", ())
-    return tuple(name for name in names if getattr(module, name, None) is not None)
+    # a parametrized weight is present without computing it (a whole fake-quantized bank)
+    return tuple(
+        name for name in names if parametrize.is_parametrized(module, name) or getattr(module, name, None) is not None
+    )
 
 
 def quantizable_modules(model: nn.Module) -> list[QuantTarget]:

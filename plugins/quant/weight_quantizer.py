@@ -1,6 +1,10 @@
 """The base of the plugin's model-level quantizers: fake quantization of the targets for
 training (``prepare``), their packed form for inference (``export``, ``packed_form``) and the
-sizes the report counts."""
+sizes the report counts.
+
+A target's packed stand-in sits where its weight's name points (:meth:`QuantTarget.weight_name`):
+a linear layer is swapped whole for a :class:`PackedLinear` (its bias inside), an expert bank's
+stacked weight for a :class:`PackedExpertBank` (the layer's biases and router stay as they are)."""
 from __future__ import annotations
 
 from abc import abstractmethod
@@ -14,6 +18,7 @@ from torch.nn.utils import parametrize
 from speechforge.errors import ConfigError
 from speechforge.interfaces import Quantizer
 from speechforge_plugins.quant.metadata_codec import check_metadata_dtype
+from speechforge_plugins.quant.packed_expert_bank import PackedExpertBank
 from speechforge_plugins.quant.packed_linear import PackedLinear
 from speechforge_plugins.quant.size import quantized_bits
 from speechforge_plugins.quant.targets import QuantTarget, select_targets
@@ -100,39 +105,46 @@ class WeightQuantizer(Quantizer):
     def export(self, model: nn.Module) -> dict[str, Tensor]:
         state = model.state_dict()
         for target in self.select(model):
-            if not isinstance(target.module, nn.Linear):
-                raise ConfigError(
-                    f"{target.name}: the packed export holds linear layers; the {type(target.module).__name__} "
-                    f"expert bank has no packed form (leave it out of quantizer.targets to export)"
-                )
-            prefix = f"{target.name}."
-            for key in [key for key in state if key.startswith(prefix)]:
-                del state[key]
-            packed = PackedLinear.from_parametrized(target.module)
-            state.update({prefix + key: value for key, value in packed.state_dict().items()})
+            for weight_name in target.weights:
+                path = target.weight_name(weight_name)
+                # a linear: all of its keys; a bank's weight: its float original (and grid)
+                stale = (f"{path}.", f"{target.name}.parametrizations.{weight_name}.")
+                for key in [key for key in state if key.startswith(stale)]:
+                    del state[key]
+                if isinstance(target.module, nn.Linear):
+                    packed: nn.Module = PackedLinear.from_parametrized(target.module)
+                else:
+                    packed = PackedExpertBank.from_parametrized(target.module, weight_name)
+                state.update({f"{path}.{key}": value for key, value in packed.state_dict().items()})
         for prefix in training_only_prefixes(model):
             for key in [key for key in state if key.startswith(prefix)]:
                 del state[key]
         return state
 
     def packed_form(self, model: nn.Module) -> nn.Module:
-        for target in self.select(model):
-            if not isinstance(target.module, nn.Linear):
-                raise ConfigError(f"{target.name}: a {type(target.module).__name__} has no packed form")
-            layer = PackedLinear(
-                target.module.in_features,
-                target.module.out_features,
-                bits=self.bits,
-                block_size=self.block_size,
-                scale_dtype=self.scale_dtype,
-                zero_point=self.zero_point,
-                bias=target.module.bias is not None,
-                device="meta",
-            )
-            replace_module(model, target.name, layer)
+        for target, weight_name, weight in list(self.target_weights(model)):
+            name = target.weight_name(weight_name)
+            replace_module(model, name, self._empty_packed(target.module, weight, name))
         for prefix in training_only_prefixes(model):
             replace_module(model, prefix[:-1], None)
         return model
+
+    def _empty_packed(self, module: nn.Module, weight: Tensor, name: str) -> nn.Module:
+        """The empty packed stand-in (meta buffers) for ``weight`` (named ``name``) of
+        ``module``: a PackedLinear for a linear layer, a PackedExpertBank for a stacked
+        (E, O, I) weight."""
+        settings = {
+            "bits": self.bits,
+            "block_size": self.block_size,
+            "scale_dtype": self.scale_dtype,
+            "zero_point": self.zero_point,
+            "device": "meta",
+        }
+        if isinstance(module, nn.Linear):
+            return PackedLinear(module.in_features, module.out_features, bias=module.bias is not None, **settings)
+        if weight.dim() != 3:
+            raise ConfigError(f"{name}: a packed expert bank is an (E, O, I) stack, got shape {tuple(weight.shape)}")
+        return PackedExpertBank(*weight.shape, **settings)
 
     def sizes(self, model: nn.Module) -> list[TargetWeight]:
         """Every target weight with its packed size for both metadata dtypes (the model need
@@ -167,6 +179,10 @@ def training_only_prefixes(model: nn.Module) -> list[str]:
 
 
 def replace_module(model: nn.Module, name: str, replacement: nn.Module | None) -> None:
-    """Set the submodule ``name`` (dotted) of ``model`` to ``replacement``."""
+    """Set the submodule ``name`` (dotted) of ``model`` to ``replacement``; a parameter of that
+    name (an expert bank's stacked weight) gives way to it."""
     parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, replacement)
+    owner = model.get_submodule(parent) if parent else model
+    if child in owner._parameters:
+        delattr(owner, child)
+    setattr(owner, child, replacement)

@@ -1,7 +1,10 @@
-"""The MoE expert bank honours a parametrization of its stacked expert weights, and a module
-standing in for the whole layer, on every path: training, inference, and inference after the
-CPU transform (which then leaves the layer unpacked)."""
+"""The MoE expert bank honours a parametrization of its stacked expert weights, a module
+standing in for the whole layer, and a module standing in for one stacked weight (indexed
+like it, as the quant plugin's packed bank), on every path: training, inference, and inference
+after the CPU transform (which then leaves the layer unpacked)."""
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -49,3 +52,32 @@ def test_transform_packs_only_a_plain_moe_layer():
     assert optimize_for_cpu_inference(plain)._packer is not None
     assert optimize_for_cpu_inference(subclassed)._packer is None
     assert plain._packer is None  # the transform worked on a copy
+
+
+class _IndexedStack(nn.Module):
+    """A stand-in for a stacked (E, O, I) weight that gives one expert's (O, I) at a time."""
+
+    def __init__(self, stack: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("stack", stack.detach().clone())
+
+    def __getitem__(self, e: int) -> torch.Tensor:
+        return self.stack[e]
+
+
+@pytest.mark.parametrize("dispatch", ["grouped", "padded"])
+def test_a_module_indexed_like_a_stacked_weight_stands_in_for_it_expert_by_expert(dispatch):
+    layer = MoEFeedForward(d_model=16, num_experts=4, top_k=2, hidden=16, dropout=0.0, dispatch=dispatch).eval()
+    stood_in = copy.deepcopy(layer)
+    doubled = 2 * stood_in.w_2.detach()
+    del stood_in.w_2
+    stood_in.w_2 = _IndexedStack(doubled)
+    with torch.no_grad():
+        layer.w_2.copy_(doubled)
+    x = torch.randn(2, 7, 16)
+    with torch.no_grad():
+        expected = layer(x)
+        torch.testing.assert_close(stood_in(x), expected)  # padded too: it runs expert by expert
+        transformed = optimize_for_cpu_inference(stood_in)
+        assert transformed._packer is None  # oneDNN copies read the whole stack
+        torch.testing.assert_close(transformed(x), expected)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from speechforge.errors import ConfigError
-from speechforge_plugins.quant import packed_linear
+from speechforge_plugins.quant import packed_buffers, packed_linear
 from speechforge_plugins.quant.absmean_binary_weight import AbsmeanBinaryWeight
 from speechforge_plugins.quant.minmax_weight import MinMaxWeight
 from speechforge_plugins.quant.packed_linear import PackedLinear
@@ -68,7 +68,7 @@ def test_forward_unpacks_a_few_blocks_at_a_time(monkeypatch):
     linear = quantized_linear(QUANTIZERS["exp5_binary_blocks_f32"])
     packed = PackedLinear.from_parametrized(linear)
     unpacked_sizes = []
-    real_unpack = packed_linear.unpack_bits
+    real_unpack = packed_buffers.unpack_bits
 
     def recording_unpack(codes, bits, length):
         out = real_unpack(codes, bits, length)
@@ -76,7 +76,7 @@ def test_forward_unpacks_a_few_blocks_at_a_time(monkeypatch):
         return out
 
     monkeypatch.setattr(packed_linear, "UNPACK_BUDGET", OUT * 16)  # one block of 16 per step
-    monkeypatch.setattr(packed_linear, "unpack_bits", recording_unpack)
+    monkeypatch.setattr(packed_buffers, "unpack_bits", recording_unpack)
     x = torch.randn(3, IN)
     with torch.no_grad():
         torch.testing.assert_close(packed(x), F.linear(x, linear.weight, linear.bias), rtol=1e-4, atol=1e-5)

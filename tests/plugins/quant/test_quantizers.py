@@ -22,14 +22,14 @@ from speechforge_plugins.quant.minmax_weight import MinMaxWeight
 D = 64
 
 
-def conformer_config(ffn: dict | None = None, quantizer: dict | None = None) -> dict:
-    """A 2-block Conformer-CTC of width 64 (relative attention, macaron FFNs, conv module),
-    without dropout or SpecAugment so that training-mode outputs are deterministic."""
+def conformer_config(ffn: dict | None = None, quantizer: dict | None = None, num_blocks: int = 2) -> dict:
+    """A Conformer-CTC of width 64 (relative attention, macaron FFNs, conv module; 2 blocks by
+    default), without dropout or SpecAugment so that training-mode outputs are deterministic."""
     config = {
         "vocab_size": 12,
         "frontend": {"type": "fbank", "num_mel_bins": 40},
         "encoder": {
-            "type": "conformer", "d_model": D, "heads": 4, "num_blocks": 2, "dropout": 0.0,
+            "type": "conformer", "d_model": D, "heads": 4, "num_blocks": num_blocks, "dropout": 0.0,
             "subsampling_channels": 8, "attention": {"type": "rel_mha", "dropout": 0.0},
             "ffn": ffn or {"type": "dense", "hidden": 128, "dropout": 0.0},
             "encoder_block": {"type": "conformer", "conv_kernel": 5},
@@ -142,7 +142,7 @@ QUANTIZERS = {
 )
 def test_a_quantized_model_computes_with_the_dequantized_weights_on_every_path(quantizer, moe):
     ffn = {"type": "moe", "num_experts": 2, "top_k": 1, "hidden": 128, "dropout": 0.0} if moe else None
-    config = conformer_config(ffn=ffn, quantizer=quantizer)
+    config = conformer_config(ffn=ffn, quantizer=quantizer, num_blocks=1)  # one block has every kind of target
     quantized = build_model(config)
     with torch.no_grad():
         for module in quantized.modules():
