@@ -21,16 +21,21 @@ MERGES = ("sum", "concat")
 def reverse_valid_index(pad_mask: Tensor) -> Tensor:
     """Gather index that reverses the valid frames of each utterance in place.
 
+    Built from tensor ops only (sort, gather, scatter), so a graph exporter records it for any
+    length: the sort keys are distinct (padded frames keyed after every valid one), so any sort,
+    stable or not (ONNX TopK), gives the same order.
+
     Args:
         pad_mask: (B, T) bool, True = valid.
     Returns: (B, T) long: valid frames map to their mirror among the valid frames, padded
     frames to themselves. The permutation is its own inverse.
     """
-    steps = torch.arange(pad_mask.size(1), device=pad_mask.device)
-    order = torch.argsort((~pad_mask).to(torch.int8), dim=1, stable=True)  # valid frames first
+    steps = torch.arange(pad_mask.size(1), device=pad_mask.device)  # (T,)
+    keys = torch.where(pad_mask, steps, steps + pad_mask.size(1))  # (B, T) valid frames first
+    order = torch.argsort(keys, dim=1)  # (B, T) frame of each rank
     count = pad_mask.sum(dim=1, keepdim=True)  # (B, 1)
     mirrored = torch.where(steps < count, count - 1 - steps, steps)  # (B, T) ranks
-    return torch.empty_like(order).scatter_(1, order, order.gather(1, mirrored))
+    return torch.zeros_like(order).scatter(1, order, order.gather(1, mirrored))
 
 
 class MambaBlock(EncoderBlock):

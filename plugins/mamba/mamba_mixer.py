@@ -9,12 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechforge.modules.export_mode import is_exporting
 from speechforge_plugins.mamba.selective_scan import (
     selective_scan_chunked,
     selective_scan_sequential,
     selective_scan_step,
 )
 from speechforge_plugins.mamba.selective_scan_cpu import cpu_kernel_available, selective_scan_cpu
+from speechforge_plugins.mamba.selective_scan_export import selective_scan_export
 
 try:
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -85,14 +87,18 @@ class MambaMixer(nn.Module):
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus⁻¹(dt)
 
     def uses_kernel(self, x: Tensor, streaming: bool) -> bool:
-        """True when mamba-ssm's fused CUDA scan runs (``scan: auto``, CUDA, whole sequence)."""
+        """True when mamba-ssm's fused CUDA scan runs (``scan: auto``, CUDA, whole sequence, not
+        under a graph exporter, which cannot record it)."""
+        if is_exporting():
+            return False
         return self.scan == "auto" and selective_scan_fn is not None and x.is_cuda and not streaming
 
     def uses_cpu_kernel(self, x: Tensor, streaming: bool) -> bool:
         """True when the fused CPU scan runs: ``scan: cpu_kernel``, or ``scan: auto`` on CPU
         tensors once the kernel is built (:func:`cpu_kernel_available`); not for a streamed
-        chunk of one frame, which takes one step."""
-        if streaming and x.size(1) == 1:
+        chunk of one frame, which takes one step, nor under a graph exporter, which cannot record
+        the kernel."""
+        if is_exporting() or (streaming and x.size(1) == 1):
             return False
         if self.scan == "cpu_kernel":
             return True
@@ -175,12 +181,16 @@ class MambaMixer(nn.Module):
     def _scan(
         self, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        """The PyTorch scans; a single streamed frame takes one step."""
+        """The PyTorch scans; a single streamed frame takes one step. Under a graph exporter the
+        scan is :func:`selective_scan_export`, whose loops do not depend on the length (the other
+        scans' would be unrolled for the traced length only)."""
         if state is not None and u.size(2) == 1:
             y, state = selective_scan_step(
                 state.float(), u[:, :, 0].float(), delta[:, :, 0].float(), A, B[:, :, 0].float(), C[:, :, 0].float()
             )
             return y.unsqueeze(-1).to(u.dtype), state
+        if is_exporting():
+            return selective_scan_export(u, delta, A, B, C, state)
         if self.scan == "sequential":
             return selective_scan_sequential(u, delta, A, B, C, state)
         return selective_scan_chunked(u, delta, A, B, C, state, self.chunk_size)

@@ -27,7 +27,8 @@ Python loops thus run 2Q + L/Q times instead of L, each over (B, L/Q, N, Din) te
 helps where each operation has a fixed launch cost (GPUs); on a CPU, where the sequential
 loop's per-frame tensors are already large, both run at the element-wise throughput of PyTorch
 and take about as long (docs/plugins/mamba.md has the numbers); there the fused C kernel of
-``selective_scan_cpu.py`` takes over.
+``selective_scan_cpu.py`` takes over. Steps 1 and 3 are shared with the export scan of
+``selective_scan_export.py``, which fixes Q and replaces step 2 by a closed form.
 """
 from __future__ import annotations
 
@@ -111,28 +112,52 @@ def selective_scan_chunked(
     x = by_chunk(delta * u)  # (B, chunks, Q, Din)
     Bc, Cc = by_chunk(B), by_chunk(C)  # (B, chunks, Q, N)
 
-    # 1. state at each chunk end from a zero start: sum_q exp(A * (cum_end - cum_q)) x_q B_q
-    cum = dt.cumsum(dim=2)  # (B, chunks, Q, Din) cumulative log-decays / A
-    total = cum[:, :, -1:]  # (B, chunks, 1, Din)
-    to_end = total - cum  # (B, chunks, Q, Din), >= 0
-    local_end = x.new_zeros(batch, chunks, At.size(0), dim)  # (B, chunks, N, Din)
-    for q in range(q_len):
-        decay = torch.exp(to_end[:, :, q : q + 1] * At)  # (B, chunks, N, Din), in (0, 1]
-        local_end = torch.addcmul(local_end, decay, x[:, :, q : q + 1] * Bc[:, :, q, :, None])
+    # 1. state at each chunk end from a zero start
+    local_end = chunk_end_states(dt, x, Bc, At)  # (B, chunks, N, Din)
 
     # 2. true start states, carried across chunks
-    chunk_decay = torch.exp(total * At)  # (B, chunks, N, Din)
+    chunk_decay = torch.exp(dt.sum(dim=2, keepdim=True) * At)  # (B, chunks, N, Din)
     start = x.new_zeros(batch, At.size(0), dim) if initial_state is None else initial_state.float().transpose(1, 2)
     starts = [start]  # (B, N, Din) each
     for c in range(chunks - 1):
         starts.append(torch.addcmul(local_end[:, c], chunk_decay[:, c], starts[-1]))
-    state = torch.stack(starts, dim=1)  # (B, chunks, N, Din)
 
-    # 3. outputs: the recurrence over positions, all chunks at once
+    # 3. outputs, all chunks at once from their start states
+    y, state = chunk_outputs(dt, x, Bc, Cc, At, torch.stack(starts, dim=1))
+    y = y.reshape(batch, chunks * q_len, dim)[:, :length]  # (B, L, Din)
+    return y.transpose(1, 2).to(dtype), state[:, -1].transpose(1, 2)
+
+
+def chunk_end_states(dt: Tensor, x: Tensor, Bc: Tensor, At: Tensor) -> Tensor:
+    """Step 1: the state each chunk ends in from a zero start,
+    ``sum_q exp(A * (cum_end - cum_q)) x_q B_q``, one loop over the Q positions of a chunk.
+
+    Args:
+        dt, x: (B, chunks, Q, Din) delta and delta * u; Bc: (B, chunks, Q, N); At: (N, Din).
+    Returns: (B, chunks, N, Din).
+    """
+    cum = dt.cumsum(dim=2)  # (B, chunks, Q, Din) cumulative log-decays / A
+    to_end = cum[:, :, -1:] - cum  # (B, chunks, Q, Din), >= 0
+    local_end = x.new_zeros(x.size(0), x.size(1), At.size(0), At.size(1))  # (B, chunks, N, Din)
+    for q in range(dt.size(2)):
+        decay = torch.exp(to_end[:, :, q : q + 1] * At)  # (B, chunks, N, Din), in (0, 1]
+        local_end = torch.addcmul(local_end, decay, x[:, :, q : q + 1] * Bc[:, :, q, :, None])
+    return local_end
+
+
+def chunk_outputs(dt: Tensor, x: Tensor, Bc: Tensor, Cc: Tensor, At: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
+    """Step 3: the outputs, by the recurrence over the Q positions of a chunk, all chunks at
+    once from their start states.
+
+    Args:
+        dt, x: (B, chunks, Q, Din); Bc, Cc: (B, chunks, Q, N); At: (N, Din);
+        start: (B, chunks, N, Din) the state each chunk starts from.
+    Returns: y (B, chunks, Q, Din) and the state each chunk ends in (B, chunks, N, Din).
+    """
+    state = start
     ys = []
-    for q in range(q_len):
+    for q in range(dt.size(2)):
         decay = torch.exp(dt[:, :, q : q + 1] * At)  # (B, chunks, N, Din)
         state = torch.addcmul(decay * state, x[:, :, q : q + 1], Bc[:, :, q, :, None])
         ys.append(torch.matmul(Cc[:, :, q : q + 1], state))  # (B, chunks, 1, Din)
-    y = torch.cat(ys, dim=2).reshape(batch, chunks * q_len, dim)[:, :length]  # (B, L, Din)
-    return y.transpose(1, 2).to(dtype), state[:, -1].transpose(1, 2)
+    return torch.cat(ys, dim=2), state
