@@ -28,6 +28,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     except OSError as error:
         raise CheckpointError(f"{path}: cannot write the checkpoint ({error.strerror or error})") from error
     try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; models are shared and shipped (export)
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()

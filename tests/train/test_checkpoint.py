@@ -18,6 +18,7 @@ def test_save_is_atomic_and_loads_with_weights_only(tmp_path, monkeypatch):
     assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
     assert calls[0]["weights_only"] is True
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all, not mkstemp's 0600
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):
