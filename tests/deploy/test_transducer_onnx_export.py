@@ -10,12 +10,13 @@ import torch
 import torchaudio
 
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime")
 
 from speechforge.builder import build_model  # noqa: E402
 from speechforge.errors import ConfigError  # noqa: E402
 from speechforge.modules.fbank_frontend import KALDI_FBANK  # noqa: E402
 from speechforge_plugins.rnnt.transducer_onnx_exporter import TransducerOnnxExporter  # noqa: E402
+from tests.deploy.test_wenet_ctc_export import metadata, session, with_trained_batch_norm_statistics  # noqa: E402
 
 F, J = 20, 12
 PIECES = ["<blank>", "<unk>", "▁", *"ABCDEFGH", "<sos/eos>"]
@@ -38,21 +39,7 @@ def transducer_model(predictor: dict, **frontend):
     with torch.no_grad():
         model.frontend.cmvn_mean.normal_(10.0, 2.0)  # int16-scale log-mels sit around 10
         model.frontend.cmvn_istd.uniform_(0.2, 0.5)
-        for module in model.modules():  # trained-looking batch norm statistics
-            if isinstance(module, torch.nn.BatchNorm1d):
-                module.running_mean.normal_()
-                module.running_var.uniform_(0.5, 2.0)
-    return model
-
-
-def session(path):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def metadata(path):
-    return session(path).get_modelmeta().custom_metadata_map
+        return with_trained_batch_norm_statistics(model)
 
 
 @pytest.fixture(scope="module")

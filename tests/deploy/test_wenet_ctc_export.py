@@ -30,7 +30,13 @@ def asr_model(encoder: dict, **frontend):
     model = build_model(config).eval()
     model.frontend.cmvn_mean.normal_()
     model.frontend.cmvn_istd.uniform_(0.5, 2.0)
-    for module in model.modules():  # trained-looking batch norm statistics
+    return with_trained_batch_norm_statistics(model)
+
+
+def with_trained_batch_norm_statistics(model):
+    """``model`` with random running statistics in its batch norms, as training leaves them
+    (the initial zeros and ones would hide a graph that drops them)."""
+    for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.normal_()
             module.running_var.uniform_(0.5, 2.0)

@@ -84,16 +84,7 @@ def test_export_then_load_runs_packed_and_equals_the_fake_quantized_model(quanti
     assert large == []  # the targets are held by their packed codes only
     assert all(p.device.type == "cpu" for p in packed.model.parameters())
 
-    utterances = read_data_dir(data)[:2]
-    waves = [load_audio(u.audio, fake.sample_rate) for u in utterances]
-    lens = torch.tensor([w.numel() for w in waves])
-    speech = nn.utils.rnn.pad_sequence(waves, batch_first=True)
-    expected, expected_lens = fake.encode(speech, lens)
-    got, got_lens = packed.encode(speech, lens)
-    assert torch.equal(got_lens, expected_lens)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    search = fake.search("ctc_greedy_search")
-    assert packed.texts(search, got, got_lens) == fake.texts(search, expected, expected_lens)
+    assert_encodes_like(packed, fake, data)
 
     capsys.readouterr()
     assert main(["quant-report", str(exp), "--json"]) == 0
@@ -106,3 +97,18 @@ def test_export_then_load_runs_packed_and_equals_the_fake_quantized_model(quanti
     assert main(["report", "--exp-dir", str(exp)]) == 0
     section = (exp / "report.md").read_text().split("## Quantized model size", 1)[1]
     assert "| whole model |" in section and "Packed file" in section
+
+
+def assert_encodes_like(packed, fake, data) -> None:
+    """The packed recognizer's encodings of two utterances of ``data`` equal the fake-quantized
+    one's (rtol 1e-4, atol 1e-5) and its CTC greedy transcripts are the same."""
+    utterances = read_data_dir(data)[:2]
+    waves = [load_audio(u.audio, fake.sample_rate) for u in utterances]
+    lens = torch.tensor([w.numel() for w in waves])
+    speech = nn.utils.rnn.pad_sequence(waves, batch_first=True)
+    expected, expected_lens = fake.encode(speech, lens)
+    got, got_lens = packed.encode(speech, lens)
+    assert torch.equal(got_lens, expected_lens)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    search = fake.search("ctc_greedy_search")
+    assert packed.texts(search, got, got_lens) == fake.texts(search, expected, expected_lens)

@@ -9,19 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 import speechforge
 from speechforge.builder import build_model
 from speechforge.cli import main
 from speechforge.config import load_config, save_config
-from speechforge.data.audio import load_audio
 from speechforge.data.data_dir import read_data_dir
 from speechforge.text.char_tokenizer import CharTokenizer
 from speechforge.train.checkpoint import load_checkpoint, save_checkpoint
 from speechforge_plugins.moe.moe_feed_forward import MoEFeedForward
 from speechforge_plugins.quant.minmax_weight import MinMaxWeight
 from speechforge_plugins.quant.packed_expert_bank import PackedExpertBank
+from tests.plugins.quant.test_packed_export import assert_encodes_like
 
 CONF = Path(__file__).resolve().parents[3] / "egs" / "librispeech" / "conf" / "u2pp_conformer_moe_small.yaml"
 #: the recipe's model at width 64 with one encoder block and 4 experts of 256 (every
@@ -78,16 +77,7 @@ def test_export_then_load_runs_packed_banks_and_equals_the_fake_quantized_model(
     layers = [m for name, m in packed.model.encoder.named_modules() if isinstance(m, MoEFeedForward)]
     assert len(layers) == 2 and all(isinstance(layer.w_1, PackedExpertBank) for layer in layers)
     assert not any(tuple(p.shape) in stacks for p in packed.model.parameters())
-    utterances = read_data_dir(data)[:2]
-    waves = [load_audio(u.audio, fake.sample_rate) for u in utterances]
-    lens = torch.tensor([w.numel() for w in waves])
-    speech = nn.utils.rnn.pad_sequence(waves, batch_first=True)
-    expected, expected_lens = fake.encode(speech, lens)
-    got, got_lens = packed.encode(speech, lens)
-    assert torch.equal(got_lens, expected_lens)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    search = fake.search("ctc_greedy_search")
-    assert packed.texts(search, got, got_lens) == fake.texts(search, expected, expected_lens)
+    assert_encodes_like(packed, fake, data)
 
     capsys.readouterr()
     assert main(["quant-report", str(exp), "--json"]) == 0
