@@ -9,7 +9,7 @@ A setup process builds the config's model with random weights and writes two che
 temporary directory (on the same disk as ``--workdir``): the float model (3.6 GB for
 usm_rnnt) and its packed export (``Quantizer.export``: 1-bit codes 8 per byte, one f32 scale per
 64-wide block, float layers as they are). Then each side runs in a fresh interpreter, 2
-threads: load (built with parameters on the meta device, ``torch.load(mmap=True)``,
+threads: load (built with parameters on the meta device, ``torch.load(mmap=True, weights_only=True)``,
 ``load_state_dict(assign=True)``; the packed side is ``build_model(packed=True)``, what
 ``speechforge.load`` of an export dir does) and decode one 10 s utterance of noise with
 ``transducer_greedy_search``. Before measuring, each worker builds and runs a 1-block, 64-wide

@@ -44,17 +44,7 @@ EXP1_INT8 = {"type": "minmax", "bits": 2, "block_size": None, "learn_clip": True
 def quantized_experiment(request, tmp_path, tiny_data_dir):
     """A quantized experiment (random weights, the grid moved off its start), its data dir and
     its quantizer."""
-    exp = tmp_path / "exp"
-    tokenizer = CharTokenizer.train([u.text for u in read_data_dir(tiny_data_dir)])
-    tokenizer.save(exp / "tokenizer")
-    config = {**MODEL, "vocab_size": tokenizer.vocab_size, "quantizer": request.param}
-    save_config(config, exp / "config.yaml")
-    model = build_model(config)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, MinMaxWeight):
-                module.scale.mul_(0.8)
-    save_checkpoint({"model": model.state_dict()}, exp / "model_avg.pt")
+    exp = write_quantized_experiment(tmp_path / "exp", tiny_data_dir, {**MODEL, "quantizer": request.param})
     return exp, tiny_data_dir, request.param
 
 
@@ -112,3 +102,19 @@ def assert_encodes_like(packed, fake, data) -> None:
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     search = fake.search("ctc_greedy_search")
     assert packed.texts(search, got, got_lens) == fake.texts(search, expected, expected_lens)
+
+
+def write_quantized_experiment(exp, data_dir, config: dict):
+    """Tokenizer, config (with its vocabulary size) and random weights of a quantized model in
+    ``exp``; learned minmax scales shrunk from their initial grid, as QAT moves them."""
+    tokenizer = CharTokenizer.train([u.text for u in read_data_dir(data_dir)])
+    tokenizer.save(exp / "tokenizer")
+    config = {**config, "vocab_size": tokenizer.vocab_size}
+    save_config(config, exp / "config.yaml")
+    model = build_model(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, MinMaxWeight):
+                module.scale.mul_(0.8)
+    save_checkpoint({"model": model.state_dict()}, exp / "model_avg.pt")
+    return exp

@@ -13,14 +13,11 @@ import torch
 import speechforge
 from speechforge.builder import build_model
 from speechforge.cli import main
-from speechforge.config import load_config, save_config
-from speechforge.data.data_dir import read_data_dir
-from speechforge.text.char_tokenizer import CharTokenizer
-from speechforge.train.checkpoint import load_checkpoint, save_checkpoint
+from speechforge.config import load_config
+from speechforge.train.checkpoint import load_checkpoint
 from speechforge_plugins.moe.moe_feed_forward import MoEFeedForward
-from speechforge_plugins.quant.minmax_weight import MinMaxWeight
 from speechforge_plugins.quant.packed_expert_bank import PackedExpertBank
-from tests.plugins.quant.test_packed_export import assert_encodes_like
+from tests.plugins.quant.test_packed_export import assert_encodes_like, write_quantized_experiment
 
 CONF = Path(__file__).resolve().parents[3] / "egs" / "librispeech" / "conf" / "u2pp_conformer_moe_small.yaml"
 #: the recipe's model at width 64 with one encoder block and 4 experts of 256 (every
@@ -45,17 +42,7 @@ QUANTIZERS = {
 @pytest.fixture(params=sorted(QUANTIZERS))
 def quantized_moe_experiment(request, tmp_path, tiny_data_dir):
     """A quantized U2++ MoE experiment (random weights, minmax grids moved off their start)."""
-    exp = tmp_path / "exp"
-    tokenizer = CharTokenizer.train([u.text for u in read_data_dir(tiny_data_dir)])
-    tokenizer.save(exp / "tokenizer")
-    config = {**load_config(CONF, SHRUNK), "vocab_size": tokenizer.vocab_size, "quantizer": QUANTIZERS[request.param]}
-    save_config(config, exp / "config.yaml")
-    model = build_model(config)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, MinMaxWeight):
-                module.scale.mul_(0.8)
-    save_checkpoint({"model": model.state_dict()}, exp / "model_avg.pt")
+    exp = write_quantized_experiment(tmp_path / "exp", tiny_data_dir, {**load_config(CONF, SHRUNK), "quantizer": QUANTIZERS[request.param]})
     return exp, tiny_data_dir
 
 
